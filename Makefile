@@ -1,0 +1,30 @@
+# Fluxo: `make run` starts everything on embedded defaults; `make test` runs the suite.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test venv lint bench migrate
+
+venv: $(STAMP)
+
+# Re-install whenever requirements.txt changes.
+$(STAMP): requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(STAMP)
+
+migrate: venv
+	$(PY) manage.py migrate --noinput
+
+run: migrate
+	$(PY) manage.py bootstrap_demo
+	$(VENV)/bin/honcho start -f Procfile
+
+test: venv
+	bash tests/run.sh
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+bench: venv
+	bash bench/run.sh

@@ -1,0 +1,142 @@
+"""Strict reading of the environment: a typo or a bad value fails at start.
+
+A leaf module: it imports no app and no Django setting, so settings.py, the
+embedded-Redis starter and management scripts can all use it.
+"""
+
+import os
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+# Every variable Fluxo reads. A FLUXO_* name outside this set is a typo and stops start-up.
+KNOWN = {
+    "ADOBE_IO_KEY_BASE_URL",
+    "ALLOWED_HOSTS",
+    "DATABASE_URL",
+    "DEBUG",
+    "DEFAULT_FROM_EMAIL",
+    "EMAIL_HOST",
+    "EMAIL_HOST_PASSWORD",
+    "EMAIL_HOST_USER",
+    "EMAIL_PORT",
+    "EMAIL_USE_TLS",
+    "FLUXO_ALLOW_PRIVATE_URLS",
+    "FLUXO_DB_CONNECT_TIMEOUT",
+    "FLUXO_LOG_LEVEL",
+    "FLUXO_MAX_BODY_BYTES",
+    "FLUXO_PUBLIC_URL",
+    "FLUXO_RETENTION_DAYS",
+    "FLUXO_VAR_DIR",
+    "REDIS_URL",
+    "SECRET_KEY",
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def check_for_typos(environ=os.environ):
+    """Refuse FLUXO_* variables that Fluxo does not know (a misspelt name is a silent default)."""
+    unknown = sorted(k for k in environ if k.startswith("FLUXO_") and k not in KNOWN)
+    if unknown:
+        raise ImproperlyConfigured(f"unknown environment variable(s): {', '.join(unknown)}")
+
+
+def get_str(name, default=None):
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def get_bool(name, default=False):
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {raw!r}")
+
+
+def get_int(name, default, minimum=None):
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def get_list(name, default):
+    raw = os.environ.get(name)
+    if raw is None:
+        return list(default)
+    items = [item.strip() for item in raw.split(",")]
+    if any(not item for item in items):
+        raise ImproperlyConfigured(f"{name} is a comma-separated list without empty items: {raw!r}")
+    return items
+
+
+def get_http_url(name, default=None):
+    raw = get_str(name, default)
+    if raw is None:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ImproperlyConfigured(f"{name} must be an http(s) URL, not {raw!r}")
+    return raw.rstrip("/")
+
+
+def parse_database_url(url, base_dir, connect_timeout):
+    """Turn postgres://, postgresql:// or sqlite:///PATH into a Django DATABASES entry."""
+    parts = urlsplit(url)
+    if parts.scheme in ("postgres", "postgresql"):
+        return _postgres(parts, connect_timeout)
+    if parts.scheme == "sqlite":
+        path = unquote(parts.path)
+        if parts.netloc or not path or path == "/":
+            raise ImproperlyConfigured("DATABASE_URL for SQLite is sqlite:///relative/path or sqlite:////absolute/path")
+        return sqlite_database(base_dir / path[1:])
+    raise ImproperlyConfigured(f"DATABASE_URL must start with postgres://, postgresql:// or sqlite:///, not {url!r}")
+
+
+def _postgres(parts, connect_timeout):
+    name = unquote(parts.path.lstrip("/"))
+    if not name:
+        raise ImproperlyConfigured("DATABASE_URL names no database")
+    options = {"connect_timeout": connect_timeout}
+    for key, values in parse_qs(parts.query).items():
+        options[key] = values[-1]
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": name,
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
+        # Persistent connections, checked before reuse, so a restarted server is survived.
+        "CONN_MAX_AGE": 300,
+        "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": options,
+        "TEST": {"NAME": f"test_{name}"},
+    }
+
+
+def sqlite_database(path):
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(path),
+        "OPTIONS": {
+            # WAL lets readers run beside the single writer; IMMEDIATE takes the write lock
+            # at BEGIN so two writers wait (busy timeout) instead of failing mid-transaction.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        },
+    }

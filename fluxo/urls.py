@@ -1,0 +1,12 @@
+from django.contrib import admin
+from django.urls import include, path
+from oauth2_provider import views as oauth_views
+
+urlpatterns = [
+    path("", include("streams.urls")),
+    path("", include("dashboard.urls")),
+    # Fluxo as the identity provider a customer can hand to Marketo (client-credentials grant only).
+    path("oauth/token/", oauth_views.TokenView.as_view(), name="oauth2_token"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,108 @@
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from streams import announce, endpoints
+from streams.auth import issue_api_token
+from streams.models import ApiToken, Event, Source, SourceToken, ValidationRequest
+
+# Adobe disables a registration whose validationUrl is not opened within 5 minutes.
+VALIDATION_TTL = timedelta(minutes=5)
+
+
+class SourceTokenInline(admin.TabularInline):
+    model = SourceToken
+    fields = ("prefix", "created_at", "revoked_at")
+    readonly_fields = ("prefix", "created_at")
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False  # tokens are issued by the action, which shows the secret once
+
+
+@admin.register(Source)
+class SourceAdmin(admin.ModelAdmin):
+    list_display = ("name", "munchkin_id", "legacy_auth", "adobe_client_id", "setup_link")
+    search_fields = ("name", "munchkin_id")
+    filter_horizontal = ("viewer_groups",)
+    inlines = [SourceTokenInline]
+    actions = ["issue_token"]
+
+    @admin.display(description="Setup")
+    def setup_link(self, obj):
+        setup = reverse("admin:streams_source_setup", args=[obj.pk])
+        return format_html('<a href="{}">URLs and settings for Adobe</a>', setup)
+
+    @admin.action(description="Issue a new API token (the oldest of three live ones is revoked)")
+    def issue_token(self, request, queryset):
+        for source in queryset:
+            token = issue_api_token(source)
+            self.message_user(request, f"New API token for {source.name} (shown once): {token}", messages.WARNING)
+
+    def get_urls(self):
+        setup = self.admin_site.admin_view(self.setup_view)
+        return [path("<int:pk>/setup/", setup, name="streams_source_setup"), *super().get_urls()]
+
+    def setup_view(self, request, pk):
+        source = get_object_or_404(Source, pk=pk)
+        urls = {name: endpoints.absolute(p, request) for name, p in endpoints.paths(source).items()}
+        pending_since = timezone.now() - VALIDATION_TTL
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Setup of {source.name}",
+            "source": source,
+            "urls": urls,
+            "token_url": endpoints.absolute(reverse("oauth2_token"), request),
+            "pending": source.validation_requests.filter(received_at__gte=pending_since, opened_at=None),
+            "validations": source.validation_requests.all()[:10],
+            "rejections": announce.recent_rejections(source.id, 20),
+            "counters": announce.counters(source.id),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/streams/source/setup.html", context)
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ("id", "received_at", "source", "stream", "type", "lead_id", "occurred_at")
+    list_filter = ("stream", "source")
+    search_fields = ("event_uid", "activity_key", "lead_id", "type")
+    show_full_result_count = False
+    list_select_related = ("source",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ValidationRequest)
+class ValidationRequestAdmin(admin.ModelAdmin):
+    list_display = ("source", "received_at", "opened_at", "outcome")
+    readonly_fields = ("source", "url", "received_at", "opened_at", "outcome")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("user", "name", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at")
+    readonly_fields = ("prefix", "last_used_at")
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            from streams.api_tokens import assign_new_secret
+
+            secret = assign_new_secret(obj)
+            self.message_user(request, f"The token (shown once): {secret}", messages.WARNING)
+        super().save_model(request, obj, form, change)

@@ -1,0 +1,120 @@
+"""After-commit side effects of ingest, all over Redis and all best effort.
+
+- The batch announcement: consumers (the live tick, the alert evaluator) subscribe to
+  ``BATCH_CHANNEL``; a lost announcement is found again by their periodic catch-up over batch rows.
+- Per-source counters and the last refused requests, kept in Redis so that they are still counted
+  while the database is down (503s included).
+
+A Redis failure here is logged and swallowed: never a 500, and never a slow request (a short
+timeout, then a pause before the next try).
+"""
+
+import logging
+import threading
+import time
+
+import orjson
+import redis
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+BATCH_CHANNEL = "fluxo:batches"
+REJECTION_REASONS = ("auth", "signature", "malformed", "too_large")
+_TIMEOUT = 0.1
+_PAUSE_AFTER_FAILURE = 5.0
+_KEEP_REJECTIONS = 50
+
+_client = None
+_client_lock = threading.Lock()
+_paused_until = 0.0
+
+
+def client():
+    """The process's Redis client for announcements and counters (thread-safe, short timeouts)."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            _client = redis.Redis.from_url(
+                settings.FLUXO_REDIS_URL, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT
+            )
+        return _client
+
+
+def counters_key(source_id):
+    return f"fluxo:counters:{source_id}"
+
+
+def rejections_key(source_id):
+    return f"fluxo:rejections:{source_id}"
+
+
+def _run(what, build):
+    """Send one pipeline, unless Redis failed moments ago; swallow and log any failure."""
+    global _paused_until
+    if time.monotonic() < _paused_until:
+        return
+    try:
+        pipe = client().pipeline(transaction=False)
+        build(pipe)
+        pipe.execute()
+    except (redis.RedisError, OSError) as exc:
+        _paused_until = time.monotonic() + _PAUSE_AFTER_FAILURE
+        log.warning("could not %s over Redis (%s); carrying on without it", what, exc.__class__.__name__)
+
+
+def batch_committed(stored, received_at, duplicates_by_source):
+    """Announce a committed batch and count what each source accepted and saw twice."""
+    message = None
+    if stored.batch_id is not None:
+        message = orjson.dumps(
+            {"batch": stored.batch_id, "received_at": received_at.isoformat(), "counts": stored.counts}
+        )
+    accepted = {}
+    for source_id, _stream, _type, _type_id, n in stored.counts:
+        accepted[source_id] = accepted.get(source_id, 0) + n
+
+    def build(pipe):
+        if message is not None:
+            pipe.publish(BATCH_CHANNEL, message)
+        for source_id, n in accepted.items():
+            pipe.hincrby(counters_key(source_id), "accepted", n)
+            pipe.hset(counters_key(source_id), "last_event_at", received_at.isoformat())
+        for source_id, n in duplicates_by_source.items():
+            if n:
+                pipe.hincrby(counters_key(source_id), "duplicates", n)
+
+    _run("announce a batch", build)
+
+
+def request_refused(source_id, reason, status, detail, now):
+    """Count a refused request (auth, signature, malformed, too_large) and keep it for the setup page."""
+    entry = orjson.dumps({"at": now.isoformat(), "reason": reason, "status": status, "detail": detail})
+
+    def build(pipe):
+        pipe.hincrby(counters_key(source_id), f"rejected_{reason}", 1)
+        pipe.lpush(rejections_key(source_id), entry)
+        pipe.ltrim(rejections_key(source_id), 0, _KEEP_REJECTIONS - 1)
+
+    _run("count a refused request", build)
+
+
+def unavailable(source_key):
+    """Count a 503. Keyed by the URL's ingest key: the database that maps it to a source may be down."""
+    _run("count a 503", lambda pipe: pipe.hincrby("fluxo:unavailable", source_key, 1))
+
+
+def counters(source_id):
+    """The counters of one source as ints (empty when Redis is unreachable)."""
+    try:
+        raw = client().hgetall(counters_key(source_id))
+    except (redis.RedisError, OSError):
+        return {}
+    return {k.decode(): (v.decode() if k == b"last_event_at" else int(v)) for k, v in raw.items()}
+
+
+def recent_rejections(source_id, limit=_KEEP_REJECTIONS):
+    try:
+        return [orjson.loads(item) for item in client().lrange(rejections_key(source_id), 0, limit - 1)]
+    except (redis.RedisError, OSError):
+        return []

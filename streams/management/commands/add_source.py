@@ -1,0 +1,58 @@
+import json as jsonlib
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from streams import endpoints
+from streams.auth import issue_api_token
+from streams.models import Source, validate_munchkin_id
+
+
+class Command(BaseCommand):
+    help = "Add a Marketo source (one Munchkin ID) and print the URLs to give Adobe."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name")
+        parser.add_argument("--munchkin-id", required=True)
+        parser.add_argument("--api-token", help="use this token for the legacy push instead of generating one")
+        parser.add_argument("--adobe-client-id", default="", help="checked against recipientclientid")
+        parser.add_argument("--json", action="store_true", help="print exactly one JSON document on stdout")
+
+    def handle(self, *args, name, munchkin_id, api_token, adobe_client_id, **options):
+        munchkin_id = munchkin_id.strip().upper()
+        try:
+            validate_munchkin_id(munchkin_id)
+        except ValidationError as exc:
+            raise CommandError(exc.messages[0]) from None
+        if Source.objects.filter(name=name).exists():
+            raise CommandError(f"a source named {name!r} exists already")
+        if Source.objects.filter(munchkin_id=munchkin_id).exists():
+            raise CommandError(f"a source with Munchkin ID {munchkin_id} exists already")
+        with transaction.atomic():
+            source = Source.objects.create(name=name, munchkin_id=munchkin_id, adobe_client_id=adobe_client_id)
+            token = issue_api_token(source, api_token)
+        self._print(source, None if api_token else token, options["json"])
+
+    def _print(self, source, generated_token, as_json):
+        document = {
+            "id": source.id,
+            "name": source.name,
+            "munchkin_id": source.munchkin_id,
+            "adobe_client_id": source.adobe_client_id,
+            "endpoints": endpoints.paths(source),
+        }
+        if generated_token:
+            document["api_token"] = generated_token
+        if as_json:
+            self.stdout.write(json_dumps(document))
+            return
+        self.stdout.write(f"Source {source.name} ({source.munchkin_id}) added, id {source.id}.")
+        self.stdout.write(f"  Adobe I/O Events webhook: {document['endpoints']['adobe_io']}")
+        self.stdout.write(f"  Legacy activity push:     {document['endpoints']['legacy_push']}")
+        if generated_token:
+            self.stdout.write(f"  API token (shown once):   {generated_token}")
+
+
+def json_dumps(document):
+    return jsonlib.dumps(document)

@@ -1,0 +1,215 @@
+"""The two ingest endpoints: Adobe I/O Events webhooks and the legacy Marketo activity push.
+
+Checks run cheapest first, each with its exact status and a short machine-readable error:
+404 unknown source, 413 too large, 401 authentication, 400 malformed (nothing of it stored),
+then one transaction, then 200 with counts. The database unavailable at any step: 503 with
+Retry-After and nothing acknowledged. Everything else (unknown types, odd timestamps, missing
+optional fields) is stored and answered 200, because Adobe drops an event answered with a 4xx.
+"""
+
+import logging
+import re
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponseNotAllowed, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from streams import announce, signatures, wire
+from streams.auth import AuthUnavailable, authenticate_push
+from streams.models import Source, ValidationRequest
+from streams.store import store
+
+log = logging.getLogger(__name__)
+
+CHALLENGE_RE = re.compile(r"\A[A-Za-z0-9._~-]{1,256}\Z")
+RETRY_AFTER_SECONDS = "30"
+
+
+class Refusal(Exception):
+    """A request answered with a 4xx; ``reason`` feeds the per-source rejection counters."""
+
+    def __init__(self, status, error, detail, reason=None):
+        super().__init__(detail)
+        self.status, self.error, self.detail, self.reason = status, error, detail, reason
+
+
+def _error(status, error, detail, **headers):
+    response = JsonResponse({"error": error, "detail": detail}, status=status)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+def _unavailable(ingest_key, why):
+    announce.unavailable(ingest_key)
+    log.warning("503 for source %s: %s", ingest_key, why)
+    return _error(503, "unavailable", "temporarily unable to store; retry", Retry_After=RETRY_AFTER_SECONDS)
+
+
+def _guarded(handler, request, ingest_key):
+    """Run a handler; a refusal becomes its 4xx, an unavailable database or provider a 503."""
+    try:
+        return handler(request, ingest_key)
+    except Refusal as refusal:
+        return _error(refusal.status, refusal.error, refusal.detail)
+    except (OperationalError, InterfaceError) as exc:
+        return _unavailable(ingest_key, f"database: {exc.__class__.__name__}")
+    except (signatures.KeyUnavailable, AuthUnavailable) as exc:
+        return _unavailable(ingest_key, str(exc))
+
+
+def _source(ingest_key):
+    source = Source.objects.filter(ingest_key=ingest_key).first()
+    if source is None:
+        raise Refusal(404, "unknown_source", "no source has this URL")
+    return source
+
+
+def _refuse(source, status, error, detail, reason):
+    announce.request_refused(source.id, reason, status, detail, timezone.now())
+    raise Refusal(status, error, detail, reason)
+
+
+def _body(request, source):
+    """The raw body, refused over the configured limit (declared or actual length)."""
+    limit = settings.FLUXO_MAX_BODY_BYTES
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        _refuse(source, 413, "too_large", f"the body is over {limit} bytes", "too_large")
+    body = request.body
+    if len(body) > limit:
+        _refuse(source, 413, "too_large", f"the body is over {limit} bytes", "too_large")
+    return body
+
+
+def _parse(source, body):
+    try:
+        return wire.parse_json(body)
+    except wire.Malformed as exc:
+        _refuse(source, 400, "malformed", str(exc), "malformed")
+
+
+def _commit(rows, source, protocol, meta=None):
+    received_at = timezone.now()
+    stored = store(rows, source, protocol, received_at, meta)
+    # store() has returned, so the transaction is committed: only now announce and acknowledge.
+    duplicates = {}
+    if stored.duplicates:
+        duplicates[source.id] = stored.duplicates
+    announce.batch_committed(stored, received_at, duplicates)
+    return JsonResponse({"accepted": stored.accepted, "duplicates": stored.duplicates})
+
+
+# --- Adobe I/O Events ---------------------------------------------------------------------------------
+
+
+@csrf_exempt
+def adobe_io(request, ingest_key):
+    if request.method == "GET":
+        return _guarded(_challenge, request, ingest_key)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["GET", "POST"])
+    return _guarded(_receive_io, request, ingest_key)
+
+
+def _challenge(request, ingest_key):
+    """Adobe's synchronous challenge, echoed as JSON; no signature is needed (none can be relied on)."""
+    _source(ingest_key)
+    challenge = request.GET.get("challenge", "")
+    if not CHALLENGE_RE.match(challenge):
+        raise Refusal(400, "bad_challenge", "expected ?challenge= with letters, digits, '-', '.', '_' or '~'")
+    return JsonResponse({"challenge": challenge})
+
+
+def _receive_io(request, ingest_key):
+    source = _source(ingest_key)
+    body = _body(request, source)
+    if not signatures.has_signature(request.META):
+        return _unsigned_io(source, body)
+    if not signatures.verify(body, request.META, source.pinned_public_keys):
+        _refuse(source, 401, "bad_signature", "no Adobe I/O signature verifies", "signature")
+    payload = _parse(source, body)
+    if wire.is_validation_post(payload):
+        return _validation_post(source, payload)
+    elements = _io_elements(source, payload)
+    _check_recipients(source, elements)
+    rows = [wire.normalise_io(element) for element in elements]
+    _flag_missing_recipients(source, elements, rows)
+    return _commit(rows, source, "io")
+
+
+def _unsigned_io(source, body):
+    """Only Adobe's asynchronous validation POST is accepted without a signature."""
+    try:
+        payload = wire.parse_json(body) if len(body) < 4096 else None
+    except wire.Malformed:
+        payload = None
+    if wire.is_validation_post(payload):
+        return _validation_post(source, payload)
+    _refuse(source, 401, "missing_signature", "x-adobe-digital-signature-1/-2 are required", "signature")
+
+
+def _io_elements(source, payload):
+    try:
+        return wire.io_elements(payload)
+    except wire.Malformed as exc:
+        _refuse(source, 400, "malformed", str(exc), "malformed")
+
+
+def _check_recipients(source, elements):
+    """Every element must be for this source's Adobe client id (when it has one): one mismatch refuses all."""
+    if not source.adobe_client_id:
+        return
+    for element in elements:
+        recipient = wire.recipient_of(element)
+        if recipient is not None and recipient != source.adobe_client_id:
+            _refuse(source, 401, "wrong_recipient", "an event is addressed to another client id", "auth")
+
+
+def _flag_missing_recipients(source, elements, rows):
+    if not source.adobe_client_id:
+        return
+    for element, row in zip(elements, rows, strict=True):
+        if wire.recipient_of(element) is None:
+            row["flags"] = sorted({*row["flags"], "no_recipient_client_id"})
+
+
+def _validation_post(source, payload):
+    url = wire.text(payload["validationUrl"])[:2000]
+    ValidationRequest.objects.create(source=source, url=url)
+    # The row is the outbox: the beat's open_validation_urls task opens it (no network call here).
+    log.info("Adobe validation request kept for source %s", source.id)
+    return JsonResponse({"validation": "received"})
+
+
+# --- The legacy Marketo activity push -----------------------------------------------------------------
+
+
+@csrf_exempt
+def marketo_push(request, ingest_key):
+    if request.method == "GET":
+        # As Marketo's sample consumer does: 200, no authentication, nothing revealed (no lookup either).
+        return JsonResponse({"status": "ok"})
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["GET", "POST"])
+    return _guarded(_receive_push, request, ingest_key)
+
+
+def _receive_push(request, ingest_key):
+    source = _source(ingest_key)
+    body = _body(request, source)
+    if not authenticate_push(request, source):
+        _refuse(source, 401, "unauthorized", "missing or invalid token", "auth")
+    payload = _parse(source, body)
+    try:
+        activities = wire.legacy_activities(payload)
+    except wire.Malformed as exc:
+        _refuse(source, 400, "malformed", str(exc), "malformed")
+    munchkin = payload.get("munchkinId")
+    rows = [wire.normalise_legacy(activity, munchkin) for activity in activities]
+    return _commit(rows, source, "legacy", {"push": wire.legacy_envelope(payload)})

@@ -1,0 +1,15 @@
+"""Thin Celery tasks of the streams app: the logic lives in plain functions."""
+
+from celery import shared_task
+
+from streams import retention, validation
+
+
+@shared_task(name="streams.prune_events", soft_time_limit=1700, time_limit=1800)
+def prune_events():
+    return retention.prune()
+
+
+@shared_task(name="streams.open_validation_urls", soft_time_limit=50, time_limit=60)
+def open_validation_urls():
+    return validation.open_pending()

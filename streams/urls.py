@@ -1,0 +1,13 @@
+from django.urls import path, re_path
+
+from streams import receivers
+
+_KEY = "(?P<ingest_key>[A-Za-z0-9_-]{1,64})"
+
+urlpatterns = [
+    path("ingest/<str:ingest_key>/adobe-io/", receivers.adobe_io, name="ingest-adobe-io"),
+    path("ingest/<str:ingest_key>/marketo-push/", receivers.marketo_push, name="ingest-marketo-push"),
+    # The same without the trailing slash: a sender's URL is not refused over a cosmetic quirk.
+    re_path(rf"^ingest/{_KEY}/adobe-io$", receivers.adobe_io),
+    re_path(rf"^ingest/{_KEY}/marketo-push$", receivers.marketo_push),
+]

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The test suite as `make test` runs it.
+#  - DATABASE_URL set: one run against it.
+#  - Not set: a run on the embedded defaults (SQLite + embedded Redis), then a second run against
+#    the local PostgreSQL on 127.0.0.1:5432 when one answers (skipped, saying so, when none does).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+export FLUXO_VAR_DIR="${FLUXO_VAR_DIR:-$PWD/var/test}"
+
+# Browser tests drive Debian's chromium; install it when missing and we may (root with apt).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing Debian's chromium for the browser tests"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "!! could not install chromium: browser tests will be skipped"
+  else
+    echo "!! chromium is missing and cannot be installed here: browser tests will be skipped"
+  fi
+fi
+
+if [ -n "${DATABASE_URL:-}" ]; then
+  exec "$PY" -m pytest "$@"
+fi
+
+echo "== suite on the embedded defaults (SQLite + embedded Redis)"
+"$PY" -m pytest "$@"
+
+if "$PY" - <<'PY'
+import socket, sys
+try:
+    socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
+except OSError:
+    sys.exit(1)
+PY
+then
+  echo "== suite on the local PostgreSQL (127.0.0.1:5432)"
+  DATABASE_URL="postgres://postgres@127.0.0.1:5432/fluxo" "$PY" -m pytest "$@"
+else
+  echo "== SKIPPED the PostgreSQL run: nothing answers on 127.0.0.1:5432"
+fi
