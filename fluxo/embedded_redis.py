@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 SOCKET_NAME = "redis.sock"
 PID_NAME = "redis.pid"
@@ -46,7 +48,10 @@ def ensure_running(var_dir):
 def _answers(sock):
     if not sock.exists():
         return False
-    client = redis.Redis(unix_socket_path=str(sock), socket_timeout=1, socket_connect_timeout=1)
+    # No retries: a hung server must be found out in one second, not after redis-py's backoff.
+    client = redis.Redis(
+        unix_socket_path=str(sock), socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
     try:
         return bool(client.ping())
     except (redis.RedisError, OSError):

@@ -1,5 +1,7 @@
+import copy
 from datetime import timedelta
 
+from django import forms
 from django.contrib import admin, messages
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -7,7 +9,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from streams import announce, endpoints
+from streams import announce, endpoints, oauth
 from streams.auth import issue_api_token
 from streams.models import ApiToken, Event, Source, SourceToken, ValidationRequest
 
@@ -26,13 +28,33 @@ class SourceTokenInline(admin.TabularInline):
         return False  # tokens are issued by the action, which shows the secret once
 
 
+class SourceForm(forms.ModelForm):
+    # A provider's URL typed without a scheme is meant as https (Django 6's default, stated now).
+    oauth_jwks_url = forms.URLField(max_length=500, required=False, assume_scheme="https")
+    oauth_introspection_url = forms.URLField(max_length=500, required=False, assume_scheme="https")
+
+    class Meta:
+        model = Source
+        fields = "__all__"  # noqa: DJ007 (the admin decides what is shown)
+
+    def clean(self):
+        cleaned = super().clean()
+        # self.instance gets the form's values only after clean(): check a copy that has them now.
+        candidate = forms.models.construct_instance(self, copy.copy(self.instance))
+        # What the chosen legacy auth needs, and the SSRF guard on the URLs an admin types.
+        for field, message in oauth.configuration_errors(candidate).items():
+            self.add_error(field if field in self.fields else None, message)
+        return cleaned
+
+
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
+    form = SourceForm
     list_display = ("name", "munchkin_id", "legacy_auth", "adobe_client_id", "setup_link")
     search_fields = ("name", "munchkin_id")
     filter_horizontal = ("viewer_groups",)
     inlines = [SourceTokenInline]
-    actions = ["issue_token"]
+    actions = ["issue_token", "make_fluxo_oauth_provider"]
 
     @admin.display(description="Setup")
     def setup_link(self, obj):
@@ -44,6 +66,18 @@ class SourceAdmin(admin.ModelAdmin):
         for source in queryset:
             token = issue_api_token(source)
             self.message_user(request, f"New API token for {source.name} (shown once): {token}", messages.WARNING)
+
+    @admin.action(description="Make Fluxo the OAuth provider (new client id and secret; a previous one stops working)")
+    def make_fluxo_oauth_provider(self, request, queryset):
+        token_url = endpoints.absolute(reverse("oauth2_token"), request)
+        for source in queryset:
+            client_id, secret = oauth.create_fluxo_client(source, replace=True)
+            self.message_user(
+                request,
+                f"{source.name}: give Marketo the token URL {token_url}, client id {client_id} "
+                f"and client secret (shown once) {secret}",
+                messages.WARNING,
+            )
 
     def get_urls(self):
         setup = self.admin_site.admin_view(self.setup_view)

@@ -16,6 +16,8 @@ import time
 import orjson
 import redis
 from django.conf import settings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +37,12 @@ def client():
     global _client
     with _client_lock:
         if _client is None:
+            # No retries: redis-py's default backoff would turn a 0.1 s timeout into seconds.
             _client = redis.Redis.from_url(
-                settings.FLUXO_REDIS_URL, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT
+                settings.FLUXO_REDIS_URL,
+                socket_timeout=_TIMEOUT,
+                socket_connect_timeout=_TIMEOUT,
+                retry=Retry(NoBackoff(), 0),
             )
         return _client
 

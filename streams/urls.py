@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from streams import receivers
+from streams import api, receivers
 
 _KEY = "(?P<ingest_key>[A-Za-z0-9_-]{1,64})"
 
@@ -10,4 +10,6 @@ urlpatterns = [
     # The same without the trailing slash: a sender's URL is not refused over a cosmetic quirk.
     re_path(rf"^ingest/{_KEY}/adobe-io$", receivers.adobe_io),
     re_path(rf"^ingest/{_KEY}/marketo-push$", receivers.marketo_push),
+    path("api/v1/events", api.events, name="api-events"),
+    path("api/v1/events.ndjson", api.events_ndjson, name="api-events-ndjson"),
 ]

@@ -3,8 +3,9 @@ import json as jsonlib
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.urls import reverse
 
-from streams import endpoints
+from streams import endpoints, oauth
 from streams.auth import issue_api_token
 from streams.models import Source, validate_munchkin_id
 
@@ -17,9 +18,14 @@ class Command(BaseCommand):
         parser.add_argument("--munchkin-id", required=True)
         parser.add_argument("--api-token", help="use this token for the legacy push instead of generating one")
         parser.add_argument("--adobe-client-id", default="", help="checked against recipientclientid")
+        parser.add_argument(
+            "--oauth-fluxo",
+            action="store_true",
+            help="legacy push authenticated by OAuth 2 with Fluxo as the provider (prints a client id and secret)",
+        )
         parser.add_argument("--json", action="store_true", help="print exactly one JSON document on stdout")
 
-    def handle(self, *args, name, munchkin_id, api_token, adobe_client_id, **options):
+    def handle(self, *args, name, munchkin_id, api_token, adobe_client_id, oauth_fluxo, **options):
         munchkin_id = munchkin_id.strip().upper()
         try:
             validate_munchkin_id(munchkin_id)
@@ -31,10 +37,12 @@ class Command(BaseCommand):
             raise CommandError(f"a source with Munchkin ID {munchkin_id} exists already")
         with transaction.atomic():
             source = Source.objects.create(name=name, munchkin_id=munchkin_id, adobe_client_id=adobe_client_id)
-            token = issue_api_token(source, api_token)
-        self._print(source, None if api_token else token, options["json"])
+            # With Fluxo as the OAuth provider no API token is needed: one is made only if given.
+            token = issue_api_token(source, api_token) if api_token or not oauth_fluxo else None
+            client = oauth.create_fluxo_client(source) if oauth_fluxo else None
+        self._print(source, None if api_token else token, options["json"], client)
 
-    def _print(self, source, generated_token, as_json):
+    def _print(self, source, generated_token, as_json, client=None):
         document = {
             "id": source.id,
             "name": source.name,
@@ -44,6 +52,12 @@ class Command(BaseCommand):
         }
         if generated_token:
             document["api_token"] = generated_token
+        if client:
+            document["oauth"] = {
+                "token_url": reverse("oauth2_token"),
+                "client_id": client[0],
+                "client_secret": client[1],
+            }
         if as_json:
             self.stdout.write(json_dumps(document))
             return
@@ -52,6 +66,10 @@ class Command(BaseCommand):
         self.stdout.write(f"  Legacy activity push:     {document['endpoints']['legacy_push']}")
         if generated_token:
             self.stdout.write(f"  API token (shown once):   {generated_token}")
+        if client:
+            self.stdout.write(f"  OAuth token URL:          {document['oauth']['token_url']}")
+            self.stdout.write(f"  OAuth client id:          {client[0]}")
+            self.stdout.write(f"  OAuth secret (shown once): {client[1]}")
 
 
 def json_dumps(document):

@@ -1,0 +1,320 @@
+"""The read API: stored events for people and programs (e.g. feeding ML scoring models).
+
+``GET /api/v1/events`` answers one page, ``{"results": [...], "next": URL or null}``, oldest first by
+event id (unique, so the order is stable), paged by keyset (``after=<id>``, never OFFSET); ``next`` is
+absolute, built from the request's own host, and null on the last page. ``limit``: 1 to 1000, 100 by
+default. ``GET /api/v1/events.ndjson`` streams the whole matching range as NDJSON, read in keyset chunks
+so memory stays constant however long the range.
+
+Filters, on both: ``stream``, ``source`` (id), ``activity_type_id``, ``type``, ``lead_id``, ``since`` and
+``until`` (received time, ISO 8601; ``since`` inclusive, ``until`` exclusive, so windows tile; no zone
+means UTC; no default window), ``after`` (an event id). An empty value is no filter; an unknown
+parameter or a bad value is a 400, so a typo never silently widens a query.
+
+Authentication: ``Authorization: Bearer <personal API token>`` (streams.api_tokens), or a logged-in
+browser session for people; a presented token is always checked, never bypassed by a session. The
+API is read-only (GET alone; anything else is a 405), so a session cannot be abused through CSRF.
+Superusers see every source's events; everyone else those of sources shared with one of their groups
+(Source.viewer_groups). The database unavailable: 503 with Retry-After, never a 500.
+"""
+
+import functools
+import json
+import logging
+import re
+from datetime import UTC, datetime
+
+import orjson
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from streams import api_tokens, wire
+from streams.models import Event, Source, Stream
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+# Rows per query when streaming NDJSON: large enough to amortise a round trip, small enough for memory.
+CHUNK = 1000
+RETRY_AFTER_SECONDS = "30"
+_INT32 = 2**31
+_INT64 = 2**63
+_DIGITS = re.compile(r"-?[0-9]{1,19}")
+# A "+hh:mm" offset typed unencoded into a URL arrives as " hh:mm": put the plus back.
+_LOST_PLUS = re.compile(r"^(\S+T\S+) ([0-9]{2}(?::?[0-9]{2})?)$")
+
+FIELDS = (
+    "id",
+    "source_id",
+    "batch_id",
+    "munchkin_id",
+    "stream",
+    "type",
+    "event_uid",
+    "activity_key",
+    "received_at",
+    "occurred_at",
+    "activity_type_id",
+    "activity_type_name",
+    "lead_id",
+    "primary_attribute",
+    "primary_attribute_id",
+    "campaign_id",
+    "campaign_name",
+    "program_id",
+    "program_name",
+    "component_type",
+    "component_id",
+    "action",
+    "user_numeric",
+    "user_email",
+    "kind",
+    "subtype",
+    "details",
+    "flags",
+    "raw",
+)
+
+
+class ApiError(Exception):
+    """A request answered with a 4xx and a short machine-readable error."""
+
+    def __init__(self, status, error, detail, headers=None):
+        super().__init__(detail)
+        self.status, self.error, self.detail, self.headers = status, error, detail, headers or {}
+
+
+def _error(status, error, detail, headers=None):
+    response = HttpResponse(orjson.dumps({"error": error, "detail": detail}), status=status)
+    response["Content-Type"] = "application/json"
+    response["Cache-Control"] = "no-store"
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def api_view(handler):
+    """GET only, authenticated, scoped to what the caller may see; database failures become a 503.
+
+    ``handler(request, visible)`` receives the Event queryset the caller is allowed to read.
+    """
+
+    @csrf_exempt  # read-only: answers anything but GET with 405 instead of a CSRF 403
+    @functools.wraps(handler)
+    def view(request):
+        if request.method != "GET":
+            return _error(405, "method_not_allowed", "the read API answers GET only", {"Allow": "GET"})
+        try:
+            return handler(request, visible_events(authenticate(request)))
+        except ApiError as exc:
+            return _error(exc.status, exc.error, exc.detail, exc.headers)
+        except (OperationalError, InterfaceError) as exc:
+            log.warning("read API 503: database %s", exc.__class__.__name__)
+            return _error(
+                503, "unavailable", "the database is unavailable; retry", {"Retry-After": RETRY_AFTER_SECONDS}
+            )
+
+    return view
+
+
+# --- Who is asking, and what they may see --------------------------------------------------------------
+
+
+def _unauthorized(detail, token_error=None):
+    challenge = 'Bearer realm="fluxo"' + (f', error="{token_error}"' if token_error else "")
+    return ApiError(401, "unauthorized", detail, {"WWW-Authenticate": challenge})
+
+
+def authenticate(request):
+    """The user behind a Bearer token, else a logged-in session; raises a 401 ApiError."""
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, secret = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise _unauthorized("expected Authorization: Bearer <token>", "invalid_request")
+        user = api_tokens.user_for(secret.strip())
+        if user is None:
+            raise _unauthorized("the token is unknown, revoked or expired", "invalid_token")
+        return user
+    if request.user.is_authenticated and request.user.is_active:
+        return request.user
+    raise _unauthorized("a personal API token is required: Authorization: Bearer <token>")
+
+
+def visible_events(user):
+    if user.is_superuser:
+        return Event.objects.all()
+    shared = Source.objects.filter(viewer_groups__user=user).values("id")
+    return Event.objects.filter(source_id__in=shared)
+
+
+# --- Query parameters ------------------------------------------------------------------------------
+
+
+def _integer(bound):
+    def parse(value):
+        if not _DIGITS.fullmatch(value) or not -bound <= int(value) < bound:
+            raise ValueError("expected a whole number")
+        return int(value)
+
+    return parse
+
+
+def _stream(value):
+    if value not in Stream.values:
+        raise ValueError(f"expected one of {', '.join(Stream.values)}")
+    return value
+
+
+def _time(value):
+    try:
+        parsed = datetime.fromisoformat(_LOST_PLUS.sub(r"\1+\2", value.strip()))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValueError("expected an ISO 8601 time such as 2026-04-20T18:43:56Z") from None
+
+
+def _text(value):
+    return value
+
+
+# parameter -> (parser, ORM lookup)
+_FILTERS = {
+    "stream": (_stream, "stream"),
+    "source": (_integer(_INT64), "source_id"),
+    "activity_type_id": (_integer(_INT32), "activity_type_id"),
+    "type": (_text, "type"),
+    "lead_id": (_text, "lead_id"),
+    "since": (_time, "received_at__gte"),
+    "until": (_time, "received_at__lt"),
+    "after": (_integer(_INT64), "id__gt"),
+}
+
+
+def _parsed(name, parser, value):
+    if "\x00" in value:
+        raise ApiError(400, "bad_parameter", f"{name}: contains a NUL character")
+    try:
+        return parser(value)
+    except ValueError as exc:
+        raise ApiError(400, "bad_parameter", f"{name}: {exc}") from None
+
+
+def filtered(events, params, allowed=()):
+    """``events`` narrowed by the query's filters, oldest first; a 400 ApiError for anything odd."""
+    unknown = sorted(set(params) - set(_FILTERS) - set(allowed))
+    if unknown:
+        raise ApiError(400, "unknown_parameter", f"unknown parameter(s): {', '.join(unknown)}")
+    lookups = {}
+    for name, (parser, lookup) in _FILTERS.items():
+        value = params.get(name, "")
+        if value != "":
+            lookups[lookup] = _parsed(name, parser, value)
+    return events.filter(**lookups).order_by("id")
+
+
+def _limit(params):
+    value = params.get("limit", "")
+    if value == "":
+        return DEFAULT_LIMIT
+    if not _DIGITS.fullmatch(value) or not 1 <= int(value) <= MAX_LIMIT:
+        raise ApiError(400, "bad_parameter", f"limit: expected a whole number from 1 to {MAX_LIMIT}")
+    return int(value)
+
+
+# --- Results -----------------------------------------------------------------------------------------
+
+
+def _json_value(text):
+    """A stored JSON text parsed, big integers exact (wire.parse_json); text that will not parse, as is."""
+    try:
+        return wire.parse_json(text.encode())
+    except wire.Malformed:
+        return text
+
+
+def result(row):
+    """One ``values(*FIELDS)`` row as the API shows it: times ISO 8601, JSON texts parsed."""
+    row["received_at"] = row["received_at"].isoformat()
+    row["occurred_at"] = row["occurred_at"].isoformat() if row["occurred_at"] else None
+    row["details"] = _json_value(row["details"]) if row["details"] else None
+    row["raw"] = _json_value(row["raw"])
+    return row
+
+
+def dump(value):
+    """JSON bytes; the slow path only for integers beyond 64 bits, which orjson refuses."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+# --- The views -------------------------------------------------------------------------------------
+
+
+@api_view
+def events(request, visible):
+    limit = _limit(request.GET)
+    rows = list(filtered(visible, request.GET, allowed=("limit",)).values(*FIELDS)[: limit + 1])
+    page = rows[:limit]
+    following = _next_url(request, page[-1]["id"]) if len(rows) > limit else None
+    response = HttpResponse(dump({"results": [result(row) for row in page], "next": following}))
+    response["Content-Type"] = "application/json"
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _next_url(request, last_id):
+    query = request.GET.copy()
+    query["after"] = str(last_id)
+    return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+
+
+@api_view
+def events_ndjson(request, visible):
+    query = filtered(visible, request.GET)
+    # The first chunk is read now, so an unavailable database is still a clean 503, not a cut stream.
+    first = _chunk(query, None)
+    lines = _async_lines(query, first) if isinstance(request, ASGIRequest) else _lines(query, first)
+    response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _chunk(query, after):
+    """(NDJSON bytes of up to CHUNK events after id ``after``, the id to continue from or None when done)."""
+    if after is not None:
+        query = query.filter(id__gt=after)
+    rows = list(query.values(*FIELDS)[:CHUNK])
+    body = b"".join(dump(result(row)) + b"\n" for row in rows)
+    return body, rows[-1]["id"] if len(rows) == CHUNK else None
+
+
+def _lines(query, chunk):
+    body, after = chunk
+    while True:
+        if body:
+            yield body
+        if after is None:
+            return
+        body, after = _chunk(query, after)
+
+
+async def _async_lines(query, chunk):
+    # Under ASGI, Django would read a synchronous iterator whole into memory before sending a byte;
+    # an asynchronous one is sent chunk by chunk. A failure mid-stream cuts the chunked transfer short,
+    # which a client sees as an incomplete response, never as a complete one.
+    body, after = chunk
+    while True:
+        if body:
+            yield body
+        if after is None:
+            return
+        body, after = await sync_to_async(_chunk)(query, after)

@@ -1,0 +1,156 @@
+"""Helpers to run Fluxo's processes as a user would: manage.py commands and a real daphne server."""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bare_env(var_dir, **extra):
+    """Only what a bare web process needs: SECRET_KEY and ALLOWED_HOSTS (plus an isolated var/)."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+        "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "FLUXO_VAR_DIR": str(var_dir),
+    }
+    env.update(extra)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+def manage(env, *args):
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+@contextlib.contextmanager
+def daphne(env):
+    """A real daphne serving fluxo.asgi on a free loopback port; yields its base URL."""
+    port = free_port()
+    log = open(Path(env["FLUXO_VAR_DIR"]) / f"daphne-{port}.log", "w")  # noqa: SIM115
+    process = subprocess.Popen(
+        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "fluxo.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_listening(port, process, log.name)
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def _wait_until_listening(port, process, log_name):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"daphne exited with {process.returncode}:\n{Path(log_name).read_text()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"daphne did not start listening:\n{Path(log_name).read_text()}")
+
+
+def http(method, url, body=None, headers=None, timeout=15):
+    """(status, headers, body bytes) of one real HTTP request; 4xx/5xx are answers, not errors."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def stop_embedded_redis(var_dir):
+    """Kill the embedded Redis a test's processes started under ``var_dir``."""
+    pid_file = Path(var_dir) / "redis.pid"
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+
+
+class TcpProxy:
+    """Forwards a loopback port to another; ``cut()`` drops every connection and stops listening.
+
+    Stands between a process and the shared PostgreSQL so a test can take "the database" away
+    and bring it back without stopping the server other tests use.
+    """
+
+    def __init__(self, target_port, port=None):
+        self.target_port = target_port
+        self.port = port or free_port()
+        self._conns = []
+        self._listener = None
+        self._lock = threading.Lock()
+
+    def start(self):
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", self.port))
+        self._listener.listen(64)
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+        return self
+
+    def _accept(self, listener):
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_RDWR)
+
+    def cut(self):
+        # shutdown() wakes the thread blocked in accept(); close() alone would leave it accepting.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        with self._lock:
+            for conn in self._conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+            self._conns.clear()

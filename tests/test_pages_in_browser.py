@@ -1,0 +1,101 @@
+"""Pages as a person sees them, in real headless Chromium (Debian's, driven by Playwright)."""
+
+import json
+import shutil
+
+import pytest
+
+from tests.processes import bare_env, daphne, manage, stop_embedded_redis
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chromium is not installed (make test installs it)"),
+]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A real web process with an admin and a source whose name tries to inject markup."""
+    var_dir = tmp_path_factory.mktemp("browser")
+    env = bare_env(var_dir)
+    manage(env, "migrate", "--noinput")
+    manage(
+        env,
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User; User.objects.create_superuser('ada', 'a@x.io', 'pw-ada-123')",
+    )
+    source = json.loads(
+        manage(env, "add_source", "<img src=x onerror=alert(1)>", "--munchkin-id", "123-ABC-456", "--json")
+    )
+    with daphne(env) as base:
+        yield base, source
+    stop_embedded_redis(var_dir)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.dialogs = dialogs
+    yield page
+    context.close()
+
+
+def log_in(page, base):
+    page.goto(base + "/")
+    assert "/accounts/login/" in page.url
+    page.fill("input[name=username]", "ada")
+    page.fill("input[name=password]", "pw-ada-123")
+    page.click("button[type=submit]")
+
+
+def test_a_person_logs_in_and_sees_their_sources_with_untrusted_text_escaped(site, page):
+    base, _ = site
+    log_in(page, base)
+    page.wait_for_selector("table.grid")
+    assert page.url == base + "/"
+    assert page.locator("table.grid td").first.inner_text() == "<img src=x onerror=alert(1)>"
+    assert page.locator("table.grid img").count() == 0
+    assert page.dialogs == []
+
+
+def test_a_wrong_password_is_refused_with_a_message(site, page):
+    base, _ = site
+    page.goto(base + "/accounts/login/")
+    page.fill("input[name=username]", "ada")
+    page.fill("input[name=password]", "wrong")
+    page.click("button[type=submit]")
+    assert "didn't match" in page.inner_text("main")
+
+
+def test_the_admin_setup_page_shows_the_urls_to_give_adobe(site, page):
+    base, source = site
+    log_in(page, base)
+    page.goto(f"{base}/admin/streams/source/{source['id']}/setup/")
+    text = page.inner_text("#content")
+    assert base + source["endpoints"]["adobe_io"] in text
+    assert base + source["endpoints"]["legacy_push"] in text
+    assert page.dialogs == []
