@@ -27,6 +27,7 @@ KNOWN = {
     "FLUXO_MAX_BODY_BYTES",
     "FLUXO_PUBLIC_URL",
     "FLUXO_RETENTION_DAYS",
+    "FLUXO_SIMULATE",
     "FLUXO_VAR_DIR",
     "REDIS_URL",
     "SECRET_KEY",
@@ -113,6 +114,11 @@ def _postgres(parts, connect_timeout):
     options = {"connect_timeout": connect_timeout}
     for key, values in parse_qs(parts.query).items():
         options[key] = values[-1]
+    # Under ASGI every request runs its sync view in a thread of its own, and Django's persistent
+    # connections are per thread: they would be opened per request and left open until PostgreSQL
+    # refuses more. The pool shares connections instead, checking each before handing it out
+    # (CONN_HEALTH_CHECKS), so a restarted server is survived; none had within the timeout: a 503.
+    options["pool"] = {"min_size": 1, "max_size": 16, "timeout": connect_timeout}
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": name,
@@ -120,8 +126,7 @@ def _postgres(parts, connect_timeout):
         "PASSWORD": unquote(parts.password or ""),
         "HOST": parts.hostname or "",
         "PORT": str(parts.port or ""),
-        # Persistent connections, checked before reuse, so a restarted server is survived.
-        "CONN_MAX_AGE": 300,
+        "CONN_MAX_AGE": 0,  # the pool keeps the connections
         "CONN_HEALTH_CHECKS": True,
         "OPTIONS": options,
         "TEST": {"NAME": f"test_{name}"},

@@ -21,6 +21,14 @@ def payload(name):
     return (PAYLOADS / name).read_bytes()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hashing():
+    """Test users' passwords need no key stretching; PBKDF2 would cost most of the suite's time."""
+    from django.conf import settings
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture(autouse=True)
 def _fresh_process_state():
     """Key cache and Redis pause are per process; a test must not inherit another's."""

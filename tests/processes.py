@@ -2,10 +2,13 @@
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -35,7 +38,31 @@ def bare_env(var_dir, **extra):
     return {k: v for k, v in env.items() if v is not None}
 
 
+_migrated_template = None
+
+
 def manage(env, *args):
+    """Run a management command in a subprocess with ``env``; its stdout, or AssertionError."""
+    if args == ("migrate", "--noinput") and not env.get("DATABASE_URL"):
+        return _migrate_sqlite(Path(env["FLUXO_VAR_DIR"]))
+    return _manage(env, *args)
+
+
+def _migrate_sqlite(var_dir):
+    """Migrating takes seconds; a SQLite file migrated once per test run is copied instead."""
+    global _migrated_template
+    if _migrated_template is None:
+        template_dir = Path(tempfile.mkdtemp(prefix="fluxo-migrated-"))
+        _manage(bare_env(template_dir), "migrate", "--noinput")
+        stop_embedded_redis(template_dir)
+        _migrated_template = template_dir / "fluxo.sqlite3"
+        with sqlite3.connect(_migrated_template) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copyfile(_migrated_template, var_dir / "fluxo.sqlite3")
+    return ""
+
+
+def _manage(env, *args):
     result = subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )

@@ -82,7 +82,7 @@ def test_a_real_celery_worker_runs_the_pruning_task(tmp_path):
     with sqlite3.connect(db) as conn:
         conn.execute("update streams_event set received_at = '2000-01-01 00:00:00'")
     worker = subprocess.Popen(
-        [str(BIN / "celery"), "-A", "fluxo", "worker", "--pool", "solo", "--loglevel", "INFO"],
+        [str(BIN / "celery"), "-A", "fluxo", "worker", "--pool", "solo", "--without-mingle", "--without-gossip"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -94,8 +94,10 @@ def test_database_urls_of_every_documented_form_are_understood(tmp_path):
         "db.example",
         "6543",
     )
+    pool = pg["OPTIONS"].pop("pool")
     assert pg["OPTIONS"] == {"connect_timeout": 3, "sslmode": "require"}
-    assert pg["CONN_HEALTH_CHECKS"] is True
+    # A pool, not per-thread persistent connections (ASGI runs each request in a new thread).
+    assert (pg["CONN_MAX_AGE"], pool["timeout"], pg["CONN_HEALTH_CHECKS"]) == (0, 3, True)
     assert env.parse_database_url("postgresql://localhost/x", tmp_path, 3)["NAME"] == "x"
     relative = env.parse_database_url("sqlite:///var/db.sqlite3", tmp_path, 3)
     assert relative["NAME"] == str(tmp_path / "var/db.sqlite3")

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make bench`: the ingest benchmark on a dedicated PostgreSQL database, created here and dropped after.
+#   PGURL   the PostgreSQL server (default postgres://postgres@127.0.0.1:5432); the database is fluxo_bench
+#   REDIS_URL  default redis://127.0.0.1:6379/15 (announcements go there; nothing else is touched)
+# Extra arguments go to bench/ingest.py (e.g. --workers 2 --prefill 0 --duration 5).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+case " $* " in *" --help "*|*" -h "*) exec "$PY" bench/ingest.py --help ;; esac
+PGURL="${PGURL:-postgres://postgres@127.0.0.1:5432}"
+DB=fluxo_bench
+VAR="$PWD/var/bench"
+mkdir -p "$VAR"
+rm -f "$VAR/server.log"
+
+export DATABASE_URL="$PGURL/$DB"
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/15}"
+export SECRET_KEY="${SECRET_KEY:-bench-only-$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')}"
+export FLUXO_VAR_DIR="$VAR"
+export FLUXO_LOG_LEVEL=WARNING
+export ALLOWED_HOSTS=127.0.0.1,localhost
+
+psql_admin() { "$PY" - "$PGURL/postgres" "$1" <<'PY'
+import sys, psycopg
+with psycopg.connect(sys.argv[1], autocommit=True) as conn:
+    conn.execute(sys.argv[2])
+PY
+}
+
+drop_db() { psql_admin "DROP DATABASE IF EXISTS $DB WITH (FORCE)"; }
+trap drop_db EXIT
+
+drop_db
+psql_admin "CREATE DATABASE $DB"
+"$PY" manage.py migrate --noinput -v 0
+"$PY" manage.py add_source Bench --munchkin-id 123-ABC-456 --adobe-client-id bench_client --json > "$VAR/source.json"
+
+"$PY" bench/ingest.py --source-json "$VAR/source.json" --dsn "$DATABASE_URL" --results "$VAR/results.json" \
+  --log "$VAR/server.log" "$@"
