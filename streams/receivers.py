@@ -81,7 +81,8 @@ def _body(request, source):
         declared = 0
     if declared > limit:
         _refuse(source, 413, "too_large", f"the body is over {limit} bytes", "too_large")
-    body = request.body
+    # read(), not .body: .body calls int() on Content-Length again, a 500 for one that is not a number.
+    body = request.read(limit + 1)
     if len(body) > limit:
         _refuse(source, 413, "too_large", f"the body is over {limit} bytes", "too_large")
     return body
@@ -90,6 +91,14 @@ def _body(request, source):
 def _parse(source, body):
     try:
         return wire.parse_json(body)
+    except wire.Malformed as exc:
+        _refuse(source, 400, "malformed", str(exc), "malformed")
+
+
+def _normalised(source, normalise, items, *args):
+    """Rows for ``items``; an element too deeply nested to be kept is a malformed body (400)."""
+    try:
+        return [normalise(item, *args) for item in items]
     except wire.Malformed as exc:
         _refuse(source, 400, "malformed", str(exc), "malformed")
 
@@ -138,7 +147,7 @@ def _receive_io(request, ingest_key):
         return _validation_post(source, payload)
     elements = _io_elements(source, payload)
     _check_recipients(source, elements)
-    rows = [wire.normalise_io(element) for element in elements]
+    rows = _normalised(source, wire.normalise_io, elements)
     _flag_missing_recipients(source, elements, rows)
     return _commit(rows, source, "io")
 
@@ -211,5 +220,5 @@ def _receive_push(request, ingest_key):
     except wire.Malformed as exc:
         _refuse(source, 400, "malformed", str(exc), "malformed")
     munchkin = payload.get("munchkinId")
-    rows = [wire.normalise_legacy(activity, munchkin) for activity in activities]
+    rows = _normalised(source, wire.normalise_legacy, activities, munchkin)
     return _commit(rows, source, "legacy", {"push": wire.legacy_envelope(payload)})

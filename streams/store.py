@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import orjson
+import psycopg
 from django.db import connection, transaction
 
 from streams.models import Batch, Source
@@ -103,15 +104,18 @@ def _column_values(rows, name):
 
 def _insert_postgres(rows, batch_id, received_at):
     """One statement for the whole request: arrays unnested into rows (measured close to COPY)."""
-    arrays = ", ".join(f"%s::{_PG_TYPES.get(name, 'text')}[]" for name in _COLUMNS)
+    arrays = ", ".join(f"%b::{_PG_TYPES.get(name, 'text')}[]" for name in _COLUMNS)
     selected = ", ".join(f"u.{name}::jsonb" if name == "flags" else f"u.{name}" for name in _COLUMNS)
     sql = (
         f"INSERT INTO streams_event (batch_id, received_at, {', '.join(_COLUMNS)}) "
-        f"SELECT %s, %s, {selected} FROM unnest({arrays}) AS u({', '.join(_COLUMNS)}) "
+        f"SELECT %b, %b, {selected} FROM unnest({arrays}) AS u({', '.join(_COLUMNS)}) "
         f"ON CONFLICT DO NOTHING RETURNING {_RETURNING}"
     )
     params = [batch_id, received_at, *(_column_values(rows, name) for name in _COLUMNS)]
-    with connection.cursor() as cursor:
+    # Binary parameters need psycopg's own cursor: Django's binds on the client side and dumps the
+    # arrays as text in pure Python (90 ms of CPU per 500 rows, against 10 ms in binary).
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params)
         return [tuple(found) for found in cursor.fetchall()]
 
