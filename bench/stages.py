@@ -69,7 +69,7 @@ def legacy_stages(source, fresh):
     stored = store(row_sets.pop()[:1], receiving, "legacy", timezone.now())
     view = _view_caller(receivers.marketo_push, source, "legacy_push")
     return {
-        "huge-int scan": _median(wire._HUGE_INT.search, fresh.legacy()),
+        "huge-int scan": _median(wire._has_huge_int, fresh.legacy()),
         "orjson.loads": _median(orjson.loads, fresh.legacy()),
         "wire.parse_json": _median(wire.parse_json, fresh.legacy()),
         "normalise (wire)": _median(
