@@ -31,7 +31,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from streams import api_tokens, wire
+from streams import api_tokens, store, wire
 from streams.models import Event, Source, Stream
 
 log = logging.getLogger(__name__)
@@ -47,37 +47,8 @@ _DIGITS = re.compile(r"-?[0-9]{1,19}")
 # A "+hh:mm" offset typed unencoded into a URL arrives as " hh:mm": put the plus back.
 _LOST_PLUS = re.compile(r"^(\S+T\S+) ([0-9]{2}(?::?[0-9]{2})?)$")
 
-FIELDS = (
-    "id",
-    "source_id",
-    "batch_id",
-    "munchkin_id",
-    "stream",
-    "type",
-    "event_uid",
-    "activity_key",
-    "received_at",
-    "occurred_at",
-    "activity_type_id",
-    "activity_type_name",
-    "lead_id",
-    "primary_attribute",
-    "primary_attribute_id",
-    "campaign_id",
-    "campaign_name",
-    "program_id",
-    "program_name",
-    "component_type",
-    "component_id",
-    "action",
-    "user_numeric",
-    "user_email",
-    "kind",
-    "subtype",
-    "details",
-    "flags",
-    "raw",
-)
+# What each result carries: every stored column (streams.store writes them), its id and batch.
+FIELDS = ("id", "batch_id", "received_at", *store.COLUMNS)
 
 
 class ApiError(Exception):
