@@ -329,6 +329,12 @@ SELECT %(source)s, 'activity', 'com.adobe.platform.marketo.activity.standard.typ
        date_trunc('minute', now()) - make_interval(mins => m), %(per_row)s
 FROM generate_series(1, 20) AS t, generate_series(0, 7 * 24 * 60 - 1) AS m
 """
+HOURS_SQL = """
+INSERT INTO dashboard_hourcount (source_id, stream, type, activity_type_id, hour, count)
+SELECT source_id, stream, type, activity_type_id, date_trunc('hour', minute), SUM(count)
+FROM dashboard_minutecount WHERE type LIKE 'com.adobe.platform.marketo.activity.standard.type%%'
+GROUP BY 1, 2, 3, 4, 5
+"""
 RAW_SQL = """
 INSERT INTO streams_event (source_id, batch_id, munchkin_id, stream, type, event_uid, activity_key, received_at,
   occurred_at, activity_type_id, activity_type_name, lead_id, primary_attribute, primary_attribute_id,
@@ -352,6 +358,7 @@ def fill_history(args, source_id):
     with psycopg.connect(f"{args.pg}/{DB}", autocommit=True) as conn:
         started = time.time()
         conn.execute(HISTORY_SQL, {"source": source_id, "per_row": per_row})
+        conn.execute(HOURS_SQL)
         batch = conn.execute(
             "INSERT INTO streams_batch (received_at, protocol, source_id, accepted, duplicates, counts, meta) "
             "VALUES (now() - interval '8 days', 'bench', %s, 0, 0, '[]', '{}') RETURNING id",

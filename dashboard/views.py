@@ -1,19 +1,120 @@
+"""The dashboard's pages and the JSON snapshot they load first."""
+
+import functools
+import logging
+import re
+
+import orjson
 from django.contrib.auth.decorators import login_required
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
 
-from streams import announce
-from streams.models import Source
+from dashboard import ranges, snapshot
+from dashboard.access import visible_sources
+from dashboard.groups import SOCKET_PATH
 
+log = logging.getLogger(__name__)
 
-def visible_sources(user):
-    """The sources a user may see: all for a superuser, else those of the user's viewer groups."""
-    sources = Source.objects.all()
-    if not user.is_superuser:
-        sources = sources.filter(viewer_groups__in=user.groups.all()).distinct()
-    return sources
+SNAPSHOT_PARAMETERS = {"source", "range", "since", "until", "tz"}
+_SOURCE_ID = re.compile(r"[0-9]{1,18}")
+# Pages load nothing from off the machine, and no script but our files runs (an injected one would be
+# refused even if escaping failed). Plotly sets inline styles, hence style-src 'unsafe-inline'.
+PAGE_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
 
 
 @login_required
-def home(request):
-    rows = [(source, announce.counters(source.id)) for source in visible_sources(request.user)]
-    return render(request, "dashboard/home.html", {"rows": rows})
+def overview(request):
+    sources = list(visible_sources(request.user))
+    config = {
+        "sources": [{"id": s.id, "name": s.name} for s in sources],
+        "snapshotUrl": reverse("api-overview"),
+        "socketPath": SOCKET_PATH,
+        "ranges": list(ranges.RELATIVE),
+        "defaultRange": ranges.DEFAULT,
+    }
+    response = render(request, "dashboard/overview.html", {"config": config, "sources": sources})
+    response["Content-Security-Policy"] = PAGE_POLICY
+    return response
+
+
+class BadRequest(Exception):
+    def __init__(self, status, error, detail):
+        super().__init__(detail)
+        self.status, self.error, self.detail = status, error, detail
+
+
+def _json(document, status=200, **headers):
+    response = HttpResponse(orjson.dumps(document), status=status, content_type="application/json")
+    response["Cache-Control"] = "no-store"
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+def json_view(handler):
+    """GET only, for a logged-in person; the handler returns a document or raises BadRequest."""
+
+    @functools.wraps(handler)
+    def view(request, *args, **kwargs):
+        if request.method != "GET":
+            return _json({"error": "method_not_allowed", "detail": "GET only"}, 405, Allow="GET")
+        if not (request.user.is_authenticated and request.user.is_active):
+            return _json({"error": "unauthorized", "detail": "log in first"}, 401)
+        try:
+            return _json(handler(request, *args, **kwargs))
+        except BadRequest as exc:
+            return _json({"error": exc.error, "detail": exc.detail}, exc.status)
+        except (OperationalError, InterfaceError) as exc:
+            log.warning("%s 503: database %s", request.path, exc.__class__.__name__)
+            return _json(
+                {"error": "unavailable", "detail": "the database is unavailable; retry"}, 503, Retry_After="30"
+            )
+
+    return view
+
+
+@json_view
+def overview_snapshot(request):
+    """GET /api/v1/overview: the overview as JSON, for the logged-in viewer's sources."""
+    return _overview(request)
+
+
+def _overview(request):
+    sources, window, zone, now = page_scope(request, SNAPSHOT_PARAMETERS)
+    return snapshot.overview(sources, window, zone, now)
+
+
+def page_scope(request, allowed):
+    """(sources, Window, zone, now) that a page's query asks for; BadRequest for anything odd."""
+    params = request.GET
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise BadRequest(400, "unknown_parameter", f"unknown parameter(s): {', '.join(unknown)}")
+    now = timezone.now()
+    try:
+        zone = ranges.viewer_zone(params.get("tz", ""))
+        window = ranges.window(params, zone, now)
+    except ranges.BadRange as exc:
+        raise BadRequest(400, "bad_parameter", str(exc)) from None
+    return chosen_sources(request.user, params.get("source", "")), window, zone, now
+
+
+def chosen_sources(user, value):
+    """The one source ``value`` names, or every visible source for "" or "all"; 404 for one not visible."""
+    visible = visible_sources(user)
+    if value in ("", "all"):
+        return list(visible)
+    if not _SOURCE_ID.fullmatch(value):
+        raise BadRequest(400, "bad_parameter", "source: expected a source id or all")
+    found = list(visible.filter(id=int(value)))
+    if not found:
+        # The same answer whether it exists or not: a stranger learns nothing.
+        raise BadRequest(404, "unknown_source", "no such source among yours")
+    return found

@@ -148,6 +148,9 @@ CELERY_BEAT_SCHEDULE = {
     "prune-old-events": {"task": "streams.prune_events", "schedule": 3600.0},
     # Adobe's validation URLs expire 5 minutes after they arrive.
     "open-validation-urls": {"task": "streams.open_validation_urls", "schedule": 20.0},
+    # Per-minute rollups for the dashboards' history (web processes also roll up as batches arrive).
+    "roll-up-minutes": {"task": "dashboard.roll_up", "schedule": 5.0},
+    "prune-minute-rollups": {"task": "dashboard.prune_rollups", "schedule": 3600.0},
 }
 
 # --- Ingest ----------------------------------------------------------------------------------------

@@ -105,9 +105,24 @@ def request_refused(source_id, reason, status, detail, now):
     _run("count a refused request", build)
 
 
+UNAVAILABLE_KEY = "fluxo:unavailable"
+
+
 def unavailable(source_key):
     """Count a 503. Keyed by the URL's ingest key: the database that maps it to a source may be down."""
-    _run("count a 503", lambda pipe: pipe.hincrby("fluxo:unavailable", source_key, 1))
+    _run("count a 503", lambda pipe: pipe.hincrby(UNAVAILABLE_KEY, source_key, 1))
+
+
+def unavailable_counts(ingest_keys):
+    """{ingest key: 503s answered} for the keys that had any (empty when Redis is unreachable)."""
+    if not ingest_keys:
+        return {}
+    try:
+        values = client().hmget(UNAVAILABLE_KEY, ingest_keys)
+    except (redis.RedisError, OSError) as exc:
+        log.warning("could not read 503 counts (%s)", exc.__class__.__name__)
+        return {}
+    return {key: int(value) for key, value in zip(ingest_keys, values, strict=True) if value is not None}
 
 
 def counters(source_id):

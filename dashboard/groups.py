@@ -1,0 +1,29 @@
+"""Names shared by the live machinery: the socket path, group names, message types.
+
+Group names are made here and nowhere else. Each web process coalesces announced batches for its
+own sockets only (dashboard.tick), so a group belongs to one process: its name carries a token of
+that process, and two web processes can never both deliver one delta to a socket.
+"""
+
+import os
+import secrets
+
+SOCKET_PATH = "/ws/live/"
+# The channel-layer message type (namespaced; Channels calls the consumer method dashboard_frame).
+FRAME = "dashboard.frame"
+# Message types on the socket, as the browser sees them.
+HELLO = "live.hello"
+DELTA_FRAME = "live.delta"
+TAIL_FRAME = "live.tail"
+
+PROCESS = f"{os.getpid()}x{secrets.token_hex(4)}"
+
+
+def source_group(source_id):
+    """The group of this process's sockets that watch one source."""
+    return f"fluxo.live.{PROCESS}.source.{int(source_id)}"
+
+
+def tail_group(source_id, filter_key):
+    """The group of this process's sockets that tail one source's activities through one filter."""
+    return f"fluxo.live.{PROCESS}.tail.{int(source_id)}.{filter_key}"

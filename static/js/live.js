@@ -1,0 +1,111 @@
+/* What every live page shares: text put in safely, times in the viewer's zone, and a WebSocket that
+ * reconnects with backoff and jitter. Every text that comes from an event goes in with textContent.
+ */
+window.FluxoLive = (function () {
+  "use strict";
+
+  var BACKOFF_MS = [1000, 2000, 5000, 10000, 30000];
+  var zone = (Intl.DateTimeFormat().resolvedOptions().timeZone) || "UTC";
+  var readable = new Intl.DateTimeFormat(undefined, { timeZone: zone, dateStyle: "medium", timeStyle: "medium" });
+
+  function cell(tag, value, className) {
+    var node = document.createElement(tag);
+    node.textContent = value === null || value === undefined ? "" : String(value);
+    if (className) node.className = className;
+    return node;
+  }
+
+  function parseTime(iso) {
+    // Python writes microseconds; keep milliseconds, which every Date parser reads.
+    return Date.parse(String(iso).replace(/(\.\d{3})\d+/, "$1"));
+  }
+
+  function shownTime(iso) {
+    return iso ? readable.format(new Date(parseTime(iso))) : "never";
+  }
+
+  /* Server-rendered <time datetime="…"> elements, shown in the viewer's zone. */
+  function localiseTimes(root) {
+    (root || document).querySelectorAll("time[datetime]").forEach(function (node) {
+      node.textContent = shownTime(node.getAttribute("datetime"));
+      node.title = node.getAttribute("datetime");
+    });
+  }
+
+  function setStatus(text, live) {
+    var node = document.getElementById("live-status");
+    if (!node) return;
+    node.textContent = text;
+    node.className = "status" + (live ? " live" : "");
+  }
+
+  /* A socket to ``url()`` that reconnects with backoff; ``onOpen`` (at the server's hello) is where a
+   * page re-syncs from a snapshot, ``onFrame`` gets every other parsed frame. */
+  function Connection(options) {
+    this.options = options;
+    this.socket = null;
+    this.attempt = 0;
+  }
+
+  Connection.prototype.open = function () {
+    var self = this;
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    var socket = new WebSocket(scheme + window.location.host + self.options.url());
+    self.socket = socket;
+    setStatus("connecting…", false);
+    socket.onopen = function () { self.attempt = 0; };
+    socket.onmessage = function (event) {
+      var frame;
+      try { frame = JSON.parse(event.data); } catch (e) { return; }
+      if (frame.type !== "live.hello") { self.options.onFrame(frame); return; }
+      // The server says hello once its tick listens: a snapshot taken now misses nothing after it.
+      setStatus(document.hidden ? "paused while the tab is hidden" : "live", !document.hidden);
+      self.options.onOpen(frame);
+    };
+    socket.onclose = function () {
+      if (self.socket !== socket) return; // replaced on purpose
+      var base = BACKOFF_MS[Math.min(self.attempt, BACKOFF_MS.length - 1)];
+      var wait = Math.round(base * (0.5 + Math.random() / 2));
+      self.attempt += 1;
+      setStatus("disconnected; reconnecting in " + Math.ceil(wait / 1000) + " s", false);
+      setTimeout(function () { if (self.socket === socket) self.open(); }, wait);
+    };
+  };
+
+  /* Close and open again (e.g. other filters or another source). */
+  Connection.prototype.replace = function () {
+    var old = this.socket;
+    this.socket = null;
+    if (old) old.close();
+    this.open();
+  };
+
+  Connection.prototype.isOpen = function () {
+    return this.socket !== null && this.socket.readyState === 1;
+  };
+
+  /* Run ``draw`` at most every ``ms``, never while the tab is hidden; ``onShown`` when it comes back. */
+  function scheduleDraws(ms, draw, connection) {
+    setInterval(function () { if (!document.hidden) draw(); }, ms);
+    document.addEventListener("visibilitychange", function () {
+      if (document.hidden) { setStatus("paused while the tab is hidden", false); return; }
+      setStatus(connection.isOpen() ? "live" : "connecting…", connection.isOpen());
+      draw();
+    });
+  }
+
+  function getJson(url) {
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }).then(function (response) {
+      if (response.status === 401) { window.location.assign("/accounts/login/?next=" + encodeURIComponent(window.location.pathname)); return null; }
+      return response.json().then(function (body) {
+        if (!response.ok) throw new Error(body.detail || ("HTTP " + response.status));
+        return body;
+      });
+    });
+  }
+
+  return {
+    zone: zone, cell: cell, parseTime: parseTime, shownTime: shownTime, localiseTimes: localiseTimes,
+    setStatus: setStatus, Connection: Connection, scheduleDraws: scheduleDraws, getJson: getJson,
+  };
+})();

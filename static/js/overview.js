@@ -1,0 +1,345 @@
+/* The overview page: a snapshot over HTTP, then live deltas over a WebSocket.
+ *
+ * - Frames are buffered and applied at most every REDRAW_MS, never while the tab is hidden.
+ * - New buckets are appended with Plotly.extendTraces (capped at the window's bucket count); a bucket
+ *   already drawn is updated in place.
+ * - The socket reconnects with backoff and jitter; every (re)connection re-syncs from a snapshot,
+ *   which names the batches it holds so that no delta is counted twice.
+ * - Every text that comes from an event goes in with textContent, or escaped for Plotly's
+ *   pseudo-HTML: never innerHTML.
+ */
+(function () {
+  "use strict";
+
+  var REDRAW_MS = 250;
+  var FEED_MAX = 50;
+  var BUFFER_MAX = 2000; // frames kept while hidden; beyond, drop them and re-sync when visible
+  var MAX_TRACES = 10;
+  var RESYNC_MS = 5 * 60 * 1000; // a live window re-syncs now and then (old buckets leave the totals)
+  var SILENT_AFTER_MS = 5 * 60 * 1000;
+  var PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+  var REASONS = ["auth", "signature", "malformed", "too_large"];
+
+  var config = JSON.parse(document.getElementById("overview-config").textContent);
+  var zone = window.FluxoLive.zone;
+  var $ = function (id) { return document.getElementById(id); };
+
+  var state = {
+    snap: null,        // the last snapshot
+    included: null,    // {through, pending: Set}: batches the snapshot already counts
+    syncing: true,     // frames wait in the buffer until a snapshot is drawn
+    buffer: [],
+    needsResync: false,
+    socketSource: null,
+    epochs: [],        // bucket starts (ms) drawn on the chart, oldest first
+    traceOf: new Map(),// type key -> trace index
+    feedIds: new Set(),
+    health: new Map(), // source id -> health row
+    topTypes: new Map(),
+    lastResync: 0,
+    snapshotSeq: 0,
+  };
+
+  var L = window.FluxoLive;
+  var cell = L.cell, parseTime = L.parseTime, shownTime = L.shownTime;
+
+  function plotlyText(value) {
+    return String(value).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+
+  var plotlyParts = new Intl.DateTimeFormat("en-CA", {
+    timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+  });
+
+  function plotlyTime(ms) {
+    var p = {};
+    plotlyParts.formatToParts(new Date(ms)).forEach(function (part) { p[part.type] = part.value; });
+    return p.year + "-" + p.month + "-" + p.day + " " + p.hour + ":" + p.minute + ":" + p.second;
+  }
+
+  // --- Snapshot -----------------------------------------------------------------------------------------
+
+  function query() {
+    var params = new URLSearchParams();
+    params.set("source", $("source").value);
+    params.set("range", $("range").value);
+    if ($("range").value === "custom") {
+      params.set("since", $("since").value);
+      params.set("until", $("until").value);
+    }
+    params.set("tz", zone);
+    return params;
+  }
+
+  function resync() {
+    state.syncing = true;
+    var seq = ++state.snapshotSeq;
+    return L.getJson(config.snapshotUrl + "?" + query().toString()).then(function (snap) {
+      if (!snap || seq !== state.snapshotSeq) return;  // a newer request superseded this one
+      draw(snap);
+      state.syncing = false;
+      state.needsResync = false;
+      state.lastResync = Date.now();
+      redraw();
+    }).catch(function (error) {
+      $("snapshot-error").textContent = "Could not load the overview: " + error.message;
+      state.syncing = false;
+    });
+  }
+
+  function draw(snap) {
+    state.snap = snap;
+    state.included = { through: snap.included.through, pending: new Set(snap.included.pending) };
+    $("snapshot-error").textContent = "";
+    drawChart(snap.figure, snap.window);
+    drawTotals(snap.totals);
+    state.topTypes = new Map(snap.top_types.map(function (t) { return [t.key, { label: t.label, events: t.events }]; }));
+    drawTopTypes();
+    state.feedIds = new Set();
+    var body = $("feed").tBodies[0];
+    body.replaceChildren();
+    snap.feed.slice().reverse().forEach(function (item) { addFeedRow(item, snap.sources); });
+    state.health = new Map(snap.health.map(function (h) { return [h.source, h]; }));
+    drawHealth();
+  }
+
+  // --- Chart --------------------------------------------------------------------------------------------
+
+  function drawChart(figure, window_) {
+    var chart = $("rate-chart");
+    var since = parseTime(window_.since);
+    var step = window_.bucket_seconds * 1000;
+    state.epochs = [];
+    for (var t = since; t < parseTime(window_.until); t += step) state.epochs.push(t);
+    state.traceOf = new Map(figure.data.map(function (trace, i) { return [trace.meta.key, i]; }));
+    Plotly.react(chart, figure.data, figure.layout, { displaylogo: false, responsive: true });
+  }
+
+  function traceFor(key, label) {
+    var chart = $("rate-chart");
+    if (state.traceOf.has(key)) return state.traceOf.get(key);
+    if (state.traceOf.size >= MAX_TRACES - 1 && key !== "other") return traceFor("other", "Other types");
+    var index = chart.data.length;
+    Plotly.addTraces(chart, {
+      type: "bar", name: plotlyText(label), meta: { key: key },
+      x: state.epochs.map(plotlyTime), y: state.epochs.map(function () { return 0; }),
+      marker: { color: PALETTE[index % PALETTE.length] },
+      hovertemplate: "%{y:.1f} per minute<extra>%{fullData.name}</extra>",
+    });
+    state.traceOf.set(key, index);
+    if (index === 0) Plotly.relayout(chart, { "xaxis.autorange": true, annotations: [] });
+    return index;
+  }
+
+  function counted(row) {
+    var inc = state.included;
+    return row.batch > inc.through || inc.pending.has(row.batch);
+  }
+
+  function applyCounts(rows) {
+    var win = state.snap.window;
+    if (!win.live || !rows.length) return;
+    var step = win.bucket_seconds * 1000;
+    var perMinute = win.bucket_seconds / 60;
+    var inPlace = new Map();  // trace -> Map(bucket index -> added)
+    var appended = new Map(); // bucket ms -> Map(trace -> added)
+    var last = state.epochs[state.epochs.length - 1];
+    rows.forEach(function (row) {
+      var bucket = Math.floor(parseTime(row.at) / step) * step;
+      var trace = traceFor(row.key, row.label);
+      var value = row.n / perMinute;
+      if (bucket > last) {
+        if (!appended.has(bucket)) appended.set(bucket, new Map());
+        var m = appended.get(bucket);
+        m.set(trace, (m.get(trace) || 0) + value);
+        return;
+      }
+      var k = state.epochs.indexOf(bucket);
+      if (k < 0) return; // before the window
+      if (!inPlace.has(trace)) inPlace.set(trace, new Map());
+      var b = inPlace.get(trace);
+      b.set(k, (b.get(k) || 0) + value);
+    });
+    updateInPlace(inPlace);
+    extend(appended, step);
+  }
+
+  function updateInPlace(inPlace) {
+    if (!inPlace.size) return;
+    var chart = $("rate-chart");
+    var indices = [], ys = [];
+    inPlace.forEach(function (added, trace) {
+      var y = chart.data[trace].y.slice();
+      added.forEach(function (value, k) { y[k] = (y[k] || 0) + value; });
+      indices.push(trace);
+      ys.push(y);
+    });
+    Plotly.restyle(chart, { y: ys }, indices);
+  }
+
+  function extend(appended, step) {
+    if (!appended.size) return;
+    var chart = $("rate-chart");
+    var last = state.epochs[state.epochs.length - 1];
+    var newest = Math.max.apply(null, Array.from(appended.keys()));
+    var cap = state.epochs.length; // the window keeps its width: old buckets leave as new ones come
+    var buckets = [];
+    for (var t = Math.max(last + step, newest - (cap - 1) * step); t <= newest; t += step) buckets.push(t);
+    var indices = chart.data.map(function (_, i) { return i; });
+    var update = {
+      x: indices.map(function () { return buckets.map(plotlyTime); }),
+      y: indices.map(function (i) {
+        return buckets.map(function (t) { return (appended.get(t) && appended.get(t).get(i)) || 0; });
+      }),
+    };
+    Plotly.extendTraces(chart, update, indices, cap);
+    state.epochs = state.epochs.concat(buckets).slice(-cap);
+  }
+
+  // --- Totals, top types, feed, health ----------------------------------------------------------------
+
+  function drawTotals(totals) {
+    var s = totals.by_stream;
+    $("total-events").textContent = totals.events.toLocaleString();
+    $("total-streams").textContent = "activities " + (s.activity || 0).toLocaleString() + " · audit " +
+      (s.audit || 0).toLocaleString() + " · notifications " + (s.notification || 0).toLocaleString();
+  }
+
+  function applyTotals(rows) {
+    if (!state.snap.window.live) return;
+    var totals = state.snap.totals;
+    rows.forEach(function (row) {
+      totals.events += row.n;
+      totals.by_stream[row.stream] = (totals.by_stream[row.stream] || 0) + row.n;
+      var top = state.topTypes.get(row.key) || { label: row.label, events: 0 };
+      top.events += row.n;
+      state.topTypes.set(row.key, top);
+    });
+    drawTotals(totals);
+    drawTopTypes();
+  }
+
+  function drawTopTypes() {
+    var body = $("top-types").tBodies[0];
+    var ranked = Array.from(state.topTypes.values()).sort(function (a, b) { return b.events - a.events; }).slice(0, 10);
+    var all = ranked.reduce(function (sum, t) { return sum + t.events; }, 0) || 1;
+    body.replaceChildren.apply(body, ranked.map(function (t) {
+      var tr = document.createElement("tr");
+      tr.append(cell("td", t.label), cell("td", t.events.toLocaleString(), "num"),
+        cell("td", Math.round(100 * t.events / Math.max(all, state.snap.totals.events || 1)) + " %", "num"));
+      return tr;
+    }));
+  }
+
+  function sourceName(id, sources) {
+    var found = (sources || state.snap.sources).find(function (s) { return s.id === id; });
+    return found ? found.name : "#" + id;
+  }
+
+  function addFeedRow(item, sources) {
+    if (state.feedIds.has(item.id)) return;
+    state.feedIds.add(item.id);
+    var tr = document.createElement("tr");
+    tr.dataset.id = item.id;
+    tr.append(cell("td", shownTime(item.received_at)), cell("td", sourceName(item.source, sources)),
+      cell("td", item.label), cell("td", item.lead), cell("td", item.user), cell("td", item.detail));
+    var body = $("feed").tBodies[0];
+    body.insertBefore(tr, body.firstChild);
+    while (body.rows.length > FEED_MAX) {
+      state.feedIds.delete(Number(body.lastChild.dataset.id));
+      body.removeChild(body.lastChild);
+    }
+  }
+
+  function stateText(h) {
+    if (!h.last_event_at) return ["never", "no event received yet"];
+    var quiet = Date.now() - parseTime(h.last_event_at);
+    var minutes = Math.floor(quiet / 60000);
+    if (quiet >= SILENT_AFTER_MS) {
+      return ["silent", "silent for " + minutes + (minutes === 1 ? " minute" : " minutes")];
+    }
+    return ["ok", "receiving"];
+  }
+
+  function drawHealth() {
+    var body = $("health").tBodies[0];
+    var rows = Array.from(state.health.values()).map(function (h) {
+      var tr = document.createElement("tr");
+      var st = stateText(h);
+      var lag = h.lag_p50_s === null ? "–" : h.lag_p50_s + " s / " + h.lag_p95_s + " s";
+      var refused = REASONS.map(function (r) { return h.rejected[r] || 0; }).join(" / ");
+      tr.append(cell("td", h.name), cell("td", h.munchkin_id), cell("td", st[1], "state " + st[0]),
+        cell("td", shownTime(h.last_event_at)), cell("td", h.per_minute, "num"), cell("td", lag, "num"),
+        cell("td", h.duplicates, "num"), cell("td", refused, "num"), cell("td", h.unavailable, "num"));
+      return tr;
+    });
+    body.replaceChildren.apply(body, rows);
+  }
+
+  // --- Frames -------------------------------------------------------------------------------------------
+
+  function applyFrame(frame) {
+    if (frame.type !== "live.delta") return;
+    var rows = frame.counts.filter(counted);
+    applyCounts(rows);
+    applyTotals(rows);
+    frame.events.slice().reverse().forEach(function (item) { addFeedRow(item); });
+    var h = state.health.get(frame.source);
+    if (h && (!h.last_event_at || parseTime(frame.last_event_at) > parseTime(h.last_event_at))) {
+      h.last_event_at = frame.last_event_at;
+    }
+  }
+
+  function redraw() {
+    if (document.hidden || state.syncing || !state.snap) return;
+    if (state.needsResync) { resync(); return; }
+    var frames = state.buffer;
+    state.buffer = [];
+    if (frames.length) {
+      frames.forEach(applyFrame);
+      drawHealth();
+    }
+    if (state.snap.window.live && Date.now() - state.lastResync > RESYNC_MS) resync();
+  }
+
+  function received(frame) {
+    state.buffer.push(frame);
+    if (state.buffer.length > BUFFER_MAX) {
+      state.buffer = [];
+      state.needsResync = true;
+    }
+  }
+
+  // --- Socket -------------------------------------------------------------------------------------------
+
+  var connection = new L.Connection({
+    url: function () {
+      state.socketSource = $("source").value;
+      return config.socketPath + "?source=" + encodeURIComponent(state.socketSource);
+    },
+    onOpen: function () { state.buffer = []; resync(); },
+    onFrame: received,
+  });
+
+  function controlsChanged() {
+    $("custom-range").hidden = $("range").value !== "custom";
+    if ($("range").value === "custom" && (!$("since").value || !$("until").value)) return;
+    if ($("source").value !== state.socketSource) {
+      state.syncing = true;  // frames of the old source must not be drawn in the meantime
+      connection.replace();
+    } else {
+      resync();
+    }
+  }
+
+  // --- Start ------------------------------------------------------------------------------------------
+
+  $("zone").textContent = zone;
+  $("source").addEventListener("change", controlsChanged);
+  $("range").addEventListener("change", controlsChanged);
+  $("apply-range").addEventListener("click", controlsChanged);
+  L.scheduleDraws(REDRAW_MS, redraw, connection);
+  setInterval(function () { if (!document.hidden && state.snap) drawHealth(); }, 15000);
+  connection.open();
+})();

@@ -1,0 +1,109 @@
+/* The lead-activity tail: the newest matching activities over HTTP, then live over a WebSocket.
+ * The filters go to the server (both the snapshot and the socket), so rare types are never lost to
+ * sampling. Rows are drawn at most every REDRAW_MS, not while the tab is hidden; event text goes in
+ * with textContent only.
+ */
+(function () {
+  "use strict";
+
+  var REDRAW_MS = 250;
+  var ROWS_MAX = 200;
+  var BUFFER_MAX = 2000;
+  var L = window.FluxoLive;
+  var config = JSON.parse(document.getElementById("tail-config").textContent);
+  var $ = function (id) { return document.getElementById(id); };
+  var state = { sources: [], ids: new Set(), buffer: [], syncing: true, seq: 0 };
+
+  function filters() {
+    var params = new URLSearchParams();
+    ["source", "type", "lead", "campaign"].forEach(function (name) {
+      var value = $(name).value.trim();
+      if (value) params.set(name, value);
+    });
+    return params;
+  }
+
+  function sourceName(id) {
+    var found = state.sources.find(function (s) { return s.id === id; });
+    return found ? found.name : "#" + id;
+  }
+
+  function row(item) {
+    var tr = document.createElement("tr");
+    tr.dataset.id = item.id;
+    var lead = document.createElement("td");
+    if (item.lead) {
+      var link = L.cell("a", item.lead);
+      link.href = config.leadsUrl + item.source + "/" + encodeURIComponent(item.lead) + "/";
+      lead.append(link);
+    }
+    tr.append(L.cell("td", L.shownTime(item.received_at)), L.cell("td", item.occurred_at ? L.shownTime(item.occurred_at) : ""),
+      L.cell("td", sourceName(item.source)), L.cell("td", item.label), lead, L.cell("td", item.detail));
+    return tr;
+  }
+
+  function add(items) {
+    var body = $("tail").tBodies[0];
+    items.slice().reverse().forEach(function (item) {
+      if (state.ids.has(item.id)) return;
+      state.ids.add(item.id);
+      body.insertBefore(row(item), body.firstChild);
+    });
+    while (body.rows.length > ROWS_MAX) {
+      state.ids.delete(Number(body.lastChild.dataset.id));
+      body.removeChild(body.lastChild);
+    }
+  }
+
+  function resync() {
+    state.syncing = true;
+    var seq = ++state.seq;
+    L.getJson(config.tailUrl + "?" + filters().toString()).then(function (snap) {
+      if (!snap || seq !== state.seq) return;
+      state.sources = snap.sources;
+      state.ids = new Set();
+      $("tail").tBodies[0].replaceChildren();
+      add(snap.events);
+      $("snapshot-error").textContent = "";
+      state.syncing = false;
+    }).catch(function (error) {
+      $("snapshot-error").textContent = "Could not load activities: " + error.message;
+      state.syncing = false;
+    });
+  }
+
+  function draw() {
+    if (state.syncing || !state.buffer.length) return;
+    var frames = state.buffer;
+    state.buffer = [];
+    frames.forEach(function (frame) {
+      if (frame.type !== "live.tail") return;
+      if (frame.sampled) $("sampled").hidden = false;
+      add(frame.events);
+    });
+  }
+
+  var connection = new L.Connection({
+    url: function () {
+      var params = filters();
+      params.set("view", "tail");
+      return config.socketPath + "?" + params.toString();
+    },
+    onOpen: function () { state.buffer = []; resync(); },
+    onFrame: function (frame) {
+      state.buffer.push(frame);
+      if (state.buffer.length > BUFFER_MAX) { state.buffer = []; resync(); }
+    },
+  });
+
+  $("zone").textContent = L.zone;
+  $("filters").addEventListener("submit", function (event) {
+    event.preventDefault();
+    history.replaceState(null, "", "?" + filters().toString());
+    $("sampled").hidden = true;
+    state.syncing = true;
+    connection.replace();
+  });
+  L.scheduleDraws(REDRAW_MS, draw, connection);
+  connection.open();
+})();

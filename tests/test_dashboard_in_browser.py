@@ -1,0 +1,411 @@
+"""The overview in real headless Chromium against real daphne processes: live updates, escaping, no
+request off the machine, reconnection and re-sync.
+"""
+
+import contextlib
+import json
+import shutil
+import signal
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.conftest import KeyPair
+from tests.processes import BIN, ROOT, _wait_until_listening, bare_env, free_port, http, manage, stop_embedded_redis
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WAIT_MS = 15000  # a bound on a failure, never a measured time
+SOURCE_NAME = "Acme <b>EMEA</b>"
+EVIL = '<img src=x onerror="window.__pwned=1">'
+EVIL_SCRIPT = "<script>window.__pwned=2</script>"
+
+SIGNER = KeyPair()
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chromium is not installed (make test installs it)"),
+]
+
+
+@contextlib.contextmanager
+def daphne_on(env, port):
+    """A real daphne on a given loopback port (so one can stop and start it again at the same address)."""
+    log = open(Path(env["FLUXO_VAR_DIR"]) / f"daphne-{port}.log", "a")  # noqa: SIM115
+    process = subprocess.Popen(
+        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "fluxo.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_until_listening(port, process, log.name)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """Two web processes on one database and Redis, an admin, and a source."""
+    var_dir = tmp_path_factory.mktemp("dashboard-browser")
+    env = bare_env(var_dir)
+    manage(env, "migrate", "--noinput")
+    manage(
+        env,
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User; User.objects.create_superuser('ada', 'a@x.io', 'pw-ada-123')",
+    )
+    source = json.loads(manage(env, "add_source", SOURCE_NAME, "--munchkin-id", "123-ABC-456", "--json"))
+    # Adobe I/O deliveries are verified against a key pinned on the source (no key host needed).
+    pem = SIGNER.pem.decode()
+    manage(env, "shell", "-c", f"from streams.models import Source; Source.objects.update(pinned_public_keys={pem!r})")
+    with daphne_on(env, free_port()) as base, daphne_on(env, free_port()) as other:
+        yield {"env": env, "base": base, "other": other, "source": source}
+    stop_embedded_redis(var_dir)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def logged_in(site, browser):
+    """Ada's cookies, from logging in once through the login form (password hashing is slow)."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(site["base"] + "/accounts/login/")
+    page.fill("input[name=username]", "ada")
+    page.fill("input[name=password]", "pw-ada-123")
+    page.click("button[type=submit]")
+    page.wait_for_url(site["base"] + "/")
+    state = context.storage_state()
+    context.close()
+    return state
+
+
+@pytest.fixture
+def page(browser, logged_in):
+    context = browser.new_context(timezone_id="Asia/Kolkata", storage_state=logged_in)
+    page = watch(context.new_page())
+    yield page
+    context.close()
+
+
+def watch(page):
+    """Record a page's dialogs, requests, socket frames and errors."""
+    page.dialogs, page.urls, page.frames_received, page.errors = [], [], [], []
+    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+    page.on("request", lambda request: page.urls.append(request.url))
+    page.on("websocket", lambda socket: _watch_socket(page, socket))
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.on("console", lambda message: message.type == "error" and page.errors.append(message.text))
+    return page
+
+
+def _watch_socket(page, socket):
+    page.urls.append(socket.url)
+    socket.on("framereceived", lambda payload: page.frames_received.append(str(payload)))
+
+
+def wait_for(page, expression, arg=None, timeout=WAIT_MS):
+    """Poll a JavaScript expression (or function of ``arg``) until it is truthy.
+
+    Polled from here, not with wait_for_function: Playwright's in-page polling evaluates strings,
+    which the page's Content-Security-Policy (no 'unsafe-eval') rightly refuses.
+    """
+    for _ in range(max(1, timeout // 50)):
+        if page.evaluate(expression, arg):
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError(f"still false after {timeout} ms: {expression}")
+
+
+def wait_for_frame_with(page, text):
+    for _ in range(WAIT_MS // 50):
+        if any(text in frame for frame in page.frames_received):
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError(f"no frame carried {text!r}")
+
+
+_guids = iter(range(10**6))
+
+
+def push(site, *activities, base=None):
+    body = json.dumps({"munchkinId": "123-ABC-456", "activities": list(activities)}).encode()
+    status, _, answer = http(
+        "POST",
+        (base or site["base"]) + site["source"]["endpoints"]["legacy_push"],
+        body,
+        {"Authorization": f"Bearer {site['source']['api_token']}", "Content-Type": "application/json"},
+    )
+    assert status == 200, answer
+    return json.loads(answer)
+
+
+def activity(primary="/pricing", lead=7, type_id=1, name="Visit Webpage"):
+    return {
+        "marketoGUID": f"browser-{next(_guids)}",
+        "leadId": lead,
+        "activityDate": "2026-04-20T18:43:56Z",
+        "activityTypeId": type_id,
+        "activityType": name,
+        "primaryAttributeValue": primary,
+    }
+
+
+def open_overview(page, site, base=None):
+    base = base or site["base"]
+    page.goto(base + "/")
+    assert page.url == base + "/"
+    wait_until_live(page)
+
+
+def wait_until_live(page, timeout=WAIT_MS):
+    wait_for(page, "document.getElementById('live-status').textContent === 'live'", timeout=timeout)
+    wait_for(page, "document.getElementById('rate-chart').data !== undefined", timeout=timeout)
+
+
+def charted(page):
+    """Events per minute over every trace and bucket of the chart, as drawn."""
+    return page.evaluate(
+        "() => document.getElementById('rate-chart').data.reduce((s, t) => s + t.y.reduce((a, b) => a + b, 0), 0)"
+    )
+
+
+def wait_for_charted(page, at_least):
+    wait_for(
+        page,
+        "n => document.getElementById('rate-chart').data.reduce((s, t) => s + t.y.reduce((a, b) => a + b, 0), 0) >= n",
+        arg=at_least,
+        timeout=WAIT_MS,
+    )
+
+
+def feed_texts(page):
+    return page.eval_on_selector_all("#feed tbody td", "cells => cells.map(c => c.textContent)")
+
+
+def test_the_chart_totals_and_feed_update_live_without_reloading(site, page):
+    open_overview(page, site)
+    page.evaluate("window.__sameDocument = true")
+    before = charted(page)
+    push(site, activity("/live-1"), activity("/live-2"), activity("/live-3", type_id=11, name="Click Email"))
+    wait_for_charted(page, before + 3)
+    wait_for(page, "[...document.querySelectorAll('#feed td')].some(td => td.textContent === '/live-3')")
+    assert page.evaluate("window.__sameDocument") is True
+    assert {"/live-1", "/live-2", "/live-3"} <= set(feed_texts(page))
+    legend = page.eval_on_selector_all("#rate-chart .legendtext", "nodes => nodes.map(n => n.textContent)")
+    assert {"Visit Webpage", "Click Email"} <= set(legend)
+    assert int(page.inner_text("#total-events").replace(",", "")) >= 3
+    health = page.eval_on_selector_all("#health tbody tr:first-child td", "cells => cells.map(c => c.textContent)")
+    assert health[0] == SOURCE_NAME
+    assert health[2] == "receiving"
+    assert page.errors == []
+
+
+def test_with_two_web_processes_each_socket_gets_each_batch_once(site, page):
+    open_overview(page, site)
+    # A second tab on the other process: both processes' ticks now watch the source.
+    second = watch(page.context.new_page())
+    open_overview(second, site, base=site["other"])
+    before = [charted(page), charted(second)]
+    push(site, activity("/two-processes-1"), activity("/two-processes-2"), base=site["other"])
+    push(site, activity("/two-processes-3"))
+    for tab, start in zip((page, second), before, strict=True):
+        wait_for(tab, "[...document.querySelectorAll('#feed td')].some(td => td.textContent === '/two-processes-3')")
+        wait_for_charted(tab, start + 3)
+    # One more batch: by the time it shows, any doubled delivery of the first two would have too.
+    push(site, activity("/two-processes-4"))
+    for tab, start in zip((page, second), before, strict=True):
+        wait_for_charted(tab, start + 4)
+        assert charted(tab) == pytest.approx(start + 4)
+
+
+def test_untrusted_text_shows_as_text_and_runs_nowhere(site, page):
+    open_overview(page, site)
+    custom_name = '<img src=x onerror="window.__pwned=3">Webinar'
+    push(site, activity(EVIL_SCRIPT, lead=EVIL), activity(EVIL, type_id=100001, name=custom_name))
+    wait_for(page, "t => [...document.querySelectorAll('#feed td')].some(td => td.textContent === t)", arg=EVIL_SCRIPT)
+    texts = feed_texts(page)
+    assert EVIL in texts and EVIL_SCRIPT in texts and custom_name in texts
+    legend = page.eval_on_selector_all("#rate-chart .legendtext", "nodes => nodes.map(n => n.textContent)")
+    assert custom_name in legend
+    assert page.locator("#feed img, #feed script, #rate-chart img, #top-types img").count() == 0
+    assert page.evaluate("window.__pwned") is None
+    # After a reload the same text comes from the snapshot instead of the socket: still only text.
+    page.reload()
+    wait_for(page, "document.getElementById('live-status').textContent === 'live'", timeout=WAIT_MS)
+    wait_for(page, "t => [...document.querySelectorAll('#feed td')].some(td => td.textContent === t)", arg=EVIL_SCRIPT)
+    assert page.locator("#feed img, #rate-chart img, #top-types img, #health img").count() == 0
+    assert page.evaluate("window.__pwned") is None
+    assert page.dialogs == []
+
+
+def test_no_request_leaves_the_machine(site, page):
+    open_overview(page, site)
+    push(site, activity("/local-only"))
+    wait_for(page, "[...document.querySelectorAll('#feed td')].some(td => td.textContent === '/local-only')")
+    page.select_option("#range", "7d")
+    wait_for(page, "document.getElementById('rate-chart').layout.uirevision === 'rate-7d'")
+    assert page.urls
+    assert {urlsplit(url).hostname for url in page.urls} == {"127.0.0.1"}
+    assert any(url.endswith("/static/vendor/plotly.min.js") for url in page.urls)
+    assert any(url.startswith("ws://127.0.0.1") for url in page.urls)
+
+
+def test_times_are_shown_in_the_viewer_s_time_zone(site, page):
+    open_overview(page, site)
+    zone = page.inner_text("#zone")
+    assert zone in ("Asia/Kolkata", "Asia/Calcutta")  # ICU may name the zone by its older alias
+    assert any(f"tz={zone.replace('/', '%2F')}" in url for url in page.urls if "/api/v1/overview" in url)
+    push(site, activity("/what-time"))
+    wait_for(page, "[...document.querySelectorAll('#feed td')].some(td => td.textContent === '/what-time')")
+    last_bar = page.evaluate("document.getElementById('rate-chart').data[0].x.slice(-1)[0]")
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    kolkata = ZoneInfo("Asia/Kolkata")  # UTC+05:30: a zone whose minutes differ from UTC's
+    assert last_bar in {(now + timedelta(minutes=d)).astimezone(kolkata).strftime("%Y-%m-%d %H:%M:00") for d in (-1, 0)}
+
+
+def test_drawing_pauses_while_the_tab_is_hidden_and_catches_up_when_shown(site, page):
+    open_overview(page, site)
+    before = charted(page)
+    page.evaluate(
+        """() => {
+            Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});
+            document.dispatchEvent(new Event('visibilitychange'));
+        }"""
+    )
+    assert page.inner_text("#live-status") == "paused while the tab is hidden"
+    push(site, activity("/while-hidden"))
+    wait_for_frame_with(page, "/while-hidden")
+    page.wait_for_timeout(1000)  # four redraw periods: the frame waits in the buffer meanwhile
+    assert "/while-hidden" not in feed_texts(page)
+    assert charted(page) == pytest.approx(before)
+    page.evaluate(
+        """() => {
+            Object.defineProperty(document, 'hidden', {configurable: true, get: () => false});
+            document.dispatchEvent(new Event('visibilitychange'));
+        }"""
+    )
+    wait_for(page, "[...document.querySelectorAll('#feed td')].some(td => td.textContent === '/while-hidden')")
+    wait_for_charted(page, before + 1)
+
+
+def test_after_its_server_restarts_the_page_reconnects_and_resyncs(site, page):
+    port = free_port()
+    with daphne_on(site["env"], port) as base:
+        open_overview(page, site, base=base)
+        before = charted(page)
+    wait_for(page, "document.getElementById('live-status').textContent.startsWith('disconnected')", timeout=WAIT_MS)
+    # While the page's process is away, events arrive through another one: no delta reaches the page.
+    push(site, activity("/while-away-1"), activity("/while-away-2"), base=site["other"])
+    with daphne_on(site["env"], port):
+        wait_until_live(page, timeout=WAIT_MS + 30000)  # the backoff grows to 30 s at most
+        wait_for(
+            page,
+            "[...document.querySelectorAll('#feed td')].some(td => td.textContent === '/while-away-2')",
+            timeout=WAIT_MS,
+        )
+        wait_for_charted(page, before + 2)
+
+
+def test_the_lead_tail_shows_only_what_its_filters_ask_for_live_and_links_to_the_lead(site, page):
+    page.goto(site["base"] + "/leads/?type=13")
+    wait_for(page, "document.getElementById('live-status').textContent === 'live'")
+    change = activity(EVIL, lead=4242, type_id=13, name="Change Data Value")
+    change["attributes"] = [
+        {"name": "Attribute Name", "value": "City"},
+        {"name": "Old Value", "value": EVIL_SCRIPT},
+        {"name": "New Value", "value": "Paris"},
+    ]
+    push(site, *[activity(f"/noise-{i}") for i in range(60)], change)
+    wait_for(page, "t => [...document.querySelectorAll('#tail td')].some(td => td.textContent === t)", arg=EVIL)
+    shown = page.eval_on_selector_all("#tail tbody td:nth-child(4)", "cells => cells.map(c => c.textContent)")
+    assert set(shown) == {"Change Data Value"}
+    page.click("#tail a:text('4242')")
+    page.wait_for_url(f"{site['base']}/leads/{site['source']['id']}/4242/")
+    assert f"City: {EVIL_SCRIPT} → Paris" in page.inner_text("#timeline")
+    assert page.locator("#timeline img, #timeline script").count() == 0
+    assert page.evaluate("window.__pwned") is None
+    assert page.dialogs == [] and page.errors == []
+
+
+def post_io(site, *elements):
+    body = json.dumps(list(elements)).encode()
+    headers = {"Content-Type": "application/json", "x-adobe-digital-signature-1": SIGNER.sign(body)}
+    status, _, answer = http("POST", site["base"] + site["source"]["endpoints"]["adobe_io"], body, headers)
+    assert status == 200, answer
+    return json.loads(answer)
+
+
+def io_event(type_suffix, data):
+    body = {"specversion": "1.0", "type": "com.adobe.platform.marketo." + type_suffix, "source": "urn:mlm",
+            "time": "2026-04-20T18:43:56Z", "data": {"munchkinId": "123-ABC-456", **data}}  # fmt: skip
+    return {"eventid": f"browser-io-{next(_guids)}", "event": {"body": body}}
+
+
+def test_the_audit_page_shows_changes_live_and_login_failures_stand_out(site, page):
+    page.goto(site["base"] + "/audit/")
+    wait_for(page, "document.getElementById('live-status').textContent === 'live'")
+    post_io(
+        site,
+        io_event("audit.user.email", {"componentType": "Email", "componentId": 5, "eventAction": "edit",
+                                      "userId": EVIL}),
+        io_event("audit.user.login", {"componentType": "Login", "componentId": 0, "eventAction": "login failure",
+                                      "userId": "mallory@x.io"}),
+    )  # fmt: skip
+    wait_for(page, "[...document.querySelectorAll('#feed tr.alert td')].some(td => td.textContent === 'mallory@x.io')")
+    assert EVIL in page.eval_on_selector_all("#feed td", "cells => cells.map(c => c.textContent)")
+    # The counters and the heat map follow from a refreshed snapshot.
+    wait_for(page, "document.getElementById('login-failures').classList.contains('some')")
+    wait_for(
+        page,
+        "t => (document.getElementById('heatmap').data[0].y || []).includes(t)",
+        arg=EVIL.replace("<", "&lt;").replace(">", "&gt;"),
+    )
+    assert page.locator("#feed img, #heatmap img, #people img").count() == 0
+    assert page.evaluate("window.__pwned") is None
+    assert page.dialogs == [] and page.errors == []
+
+
+def test_the_notifications_page_shows_the_quota_and_aborts_live(site, page):
+    page.goto(site["base"] + "/notifications/")
+    wait_for(page, "document.getElementById('live-status').textContent === 'live'")
+    post_io(
+        site,
+        io_event("notification.web_services", {"componentType": "web_services", "subType": "dailyQuota",
+                                               "eventAction": {"dailyQuota": 50000, "percent": 91}}),
+        io_event("notification.campaign_abort", {"componentType": "campaign_abort", "subType": "user_campaign_abort",
+                                                 "eventAction": {"campaignId": 777, "userId": EVIL}}),
+    )  # fmt: skip
+    wait_for(page, "document.getElementById('gauge').data && document.getElementById('gauge').data[0].value === 91")
+    wait_for(page, "t => [...document.querySelectorAll('#problems td')].some(td => td.textContent === t)", arg=EVIL)
+    assert "Campaign aborted" in page.inner_text("#problems")
+    assert page.evaluate("window.__pwned") is None
+    assert page.dialogs == [] and page.errors == []

@@ -1,0 +1,239 @@
+"""The overview page and its JSON snapshot: who sees what, what the numbers say, what is refused."""
+
+import orjson
+import pytest
+from django.contrib.auth.models import Group
+
+from dashboard import health
+from streams import announce
+from streams.auth import issue_api_token
+from streams.models import Batch
+
+pytestmark = pytest.mark.django_db
+
+SNAPSHOT = "/api/v1/overview"
+VISIT = "com.adobe.platform.marketo.activity.standard.visitwebpage"
+
+
+# --- Personas -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def teammate(source, django_user_model):
+    """Sees Acme through a viewer group, and nothing else."""
+    group = Group.objects.create(name="Acme viewers")
+    source.viewer_groups.add(group)
+    user = django_user_model.objects.create_user("teammate", password="pw-teammate-1")
+    user.groups.add(group)
+    return user
+
+
+@pytest.fixture
+def stranger(django_user_model):
+    return django_user_model.objects.create_user("stranger", password="pw-stranger-1")
+
+
+def push(client, source, token, *activities):
+    body = orjson.dumps({"munchkinId": source.munchkin_id, "activities": list(activities)})
+    response = client.post(
+        f"/ingest/{source.ingest_key}/marketo-push/",
+        body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    assert response.status_code in (200, 401), response.content
+    return response
+
+
+def activity(guid, type_id=1, name="Visit Webpage", lead=7, **extra):
+    return {
+        "marketoGUID": guid,
+        "leadId": lead,
+        "activityDate": "2026-04-20T18:43:56Z",
+        "activityTypeId": type_id,
+        "activityType": name,
+        "primaryAttributeValue": extra.pop("primary", "/pricing"),
+        **extra,
+    }
+
+
+@pytest.fixture
+def acme_events(client, source, api_token, redis_client):
+    push(client, source, api_token, activity("a-1"), activity("a-2"), activity("a-3", 11, "Click Email"))
+    return source
+
+
+@pytest.fixture
+def eu_events(client, other_source, redis_client):
+    push(client, other_source, issue_api_token(other_source), activity("eu-1", lead=99, primary="secret EU page"))
+    return other_source
+
+
+def snapshot(client, **params):
+    response = client.get(SNAPSHOT, params)
+    assert response.status_code == 200, response.content
+    assert response["Cache-Control"] == "no-store"
+    return response.json()
+
+
+# --- Access -----------------------------------------------------------------------------------------------
+
+
+def test_the_overview_page_asks_an_anonymous_visitor_to_log_in(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+
+
+def test_the_snapshot_answers_an_anonymous_visitor_401_in_json(client, source):
+    response = client.get(SNAPSHOT)
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthorized"
+
+
+def test_the_snapshot_answers_get_only(client, admin_user):
+    client.force_login(admin_user)
+    response = client.post(SNAPSHOT)
+    assert response.status_code == 405
+    assert response["Allow"] == "GET"
+
+
+def test_a_teammate_sees_only_the_sources_shared_with_their_group(client, teammate, acme_events, eu_events):
+    client.force_login(teammate)
+    found = snapshot(client)
+    assert [s["name"] for s in found["sources"]] == ["Acme"]
+    assert [h["name"] for h in found["health"]] == ["Acme"]
+    assert found["totals"]["events"] == 3
+    assert {item["source"] for item in found["feed"]} == {acme_events.id}
+    assert "secret EU page" not in orjson.dumps(found).decode()
+
+
+def test_asking_for_a_source_one_may_not_see_is_a_404_like_one_that_does_not_exist(client, stranger, eu_events):
+    client.force_login(stranger)
+    assert client.get(SNAPSHOT, {"source": eu_events.id}).status_code == 404
+    assert client.get(SNAPSHOT, {"source": 999999}).status_code == 404
+    assert snapshot(client)["sources"] == []
+
+
+def test_a_superuser_sees_every_source_or_one(client, admin_user, acme_events, eu_events):
+    client.force_login(admin_user)
+    assert snapshot(client)["totals"]["events"] == 4
+    only_eu = snapshot(client, source=eu_events.id)
+    assert only_eu["totals"]["events"] == 1
+    assert [item["detail"] for item in only_eu["feed"]] == ["secret EU page"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"range": "1y"}, {"tz": "Nowhere/Else"}, {"source": "1 OR 1=1"}, {"sourc": "1"}, {"range": "custom"}],
+)
+def test_a_bad_parameter_is_a_400_that_says_which(client, admin_user, params):
+    client.force_login(admin_user)
+    response = client.get(SNAPSHOT, params)
+    assert response.status_code == 400
+    assert response.json()["error"] in ("bad_parameter", "unknown_parameter")
+
+
+# --- What it shows --------------------------------------------------------------------------------------
+
+
+def test_the_live_window_charts_what_was_just_received_by_type(client, admin_user, acme_events):
+    client.force_login(admin_user)
+    found = snapshot(client, tz="Europe/Paris")
+    assert found["window"]["live"] is True
+    assert found["window"]["bucket_seconds"] == 60
+    assert found["zone"] == "Europe/Paris"
+    traces = {t["name"]: t for t in found["figure"]["data"]}
+    assert set(traces) == {"Visit Webpage", "Click Email"}
+    assert sum(traces["Visit Webpage"]["y"]) == 2
+    assert traces["Visit Webpage"]["y"][-1] == 2  # the current minute, the last bar
+    assert [t["label"] for t in found["top_types"]] == ["Visit Webpage", "Click Email"]
+    assert found["totals"]["by_stream"]["activity"] == 3
+
+
+def test_the_feed_lists_the_latest_events_newest_first_with_what_a_person_reads(client, admin_user, acme_events):
+    client.force_login(admin_user)
+    feed = snapshot(client)["feed"]
+    assert [item["label"] for item in feed] == ["Click Email", "Visit Webpage", "Visit Webpage"]
+    assert feed[0]["lead"] == "7"
+    assert feed[0]["detail"] == "/pricing"
+    assert feed[0]["id"] > feed[1]["id"]
+
+
+def test_the_snapshot_names_the_batches_its_counts_hold(client, admin_user, acme_events):
+    client.force_login(admin_user)
+    assert snapshot(client)["included"] == {"through": Batch.objects.get().id, "pending": []}
+
+
+def test_health_counts_duplicates_refusals_and_503s_per_source(client, admin_user, source, api_token, acme_events):
+    push(client, source, api_token, activity("a-1"))  # a duplicate
+    push(client, source, "wrong-token", activity("a-9"))
+    announce.unavailable(source.ingest_key)
+    client.force_login(admin_user)
+    (row,) = snapshot(client)["health"]
+    assert row["name"] == "Acme"
+    assert row["state"] == "ok"
+    assert row["silent_minutes"] == 0
+    assert row["accepted"] == 3
+    assert row["duplicates"] == 1
+    assert row["rejected"] == {"auth": 1, "signature": 0, "malformed": 0, "too_large": 0}
+    assert row["unavailable"] == 1
+    assert row["per_minute"] == 0.2  # 3 events over the 15-minute rate window
+    assert row["lag_p50_s"] > 0
+
+
+def test_a_source_that_never_received_anything_says_so(client, admin_user, source, redis_client):
+    client.force_login(admin_user)
+    (row,) = snapshot(client)["health"]
+    assert (row["state"], row["last_event_at"], row["lag_p50_s"]) == ("never", None, None)
+
+
+def test_a_source_quiet_for_longer_than_the_limit_is_silent(client, admin_user, source, redis_client):
+    quiet_since = "2026-01-01T10:00:00+00:00"
+    redis_client.hset(announce.counters_key(source.id), "last_event_at", quiet_since)
+    client.force_login(admin_user)
+    (row,) = snapshot(client)["health"]
+    assert row["state"] == "silent"
+    assert row["silent_minutes"] > health.SILENT_AFTER.total_seconds() / 60
+
+
+def test_a_longer_range_reads_the_rollups_in_coarser_buckets(client, admin_user, acme_events):
+    client.force_login(admin_user)
+    found = snapshot(client, range="7d")
+    assert found["window"]["bucket_seconds"] == 3600
+    assert found["window"]["live"] is True
+    assert found["totals"]["events"] == 3
+    assert sum(sum(t["y"]) for t in found["figure"]["data"]) == pytest.approx(3 / 60, abs=0.001)
+
+
+def test_a_custom_range_without_the_events_shows_none(client, admin_user, acme_events):
+    client.force_login(admin_user)
+    found = snapshot(client, range="custom", since="2020-01-01T00:00", until="2020-01-02T00:00")
+    assert found["window"]["live"] is False
+    assert found["totals"]["events"] == 0
+
+
+# --- The page ---------------------------------------------------------------------------------------------
+
+
+def test_the_page_escapes_source_names_and_loads_only_its_own_files(client, admin_user, db):
+    from streams.models import Source
+
+    Source.objects.create(name="<img src=x onerror=alert(1)>", munchkin_id="111-AAA-111")
+    client.force_login(admin_user)
+    response = client.get("/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "<img src=x" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert '/static/vendor/plotly.min.js"' in html
+    assert "http://" not in html.replace("http://www.w3.org", "")
+    assert "https://" not in html
+    policy = response["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "connect-src 'self'" in policy
+
+
+def test_plotly_is_served_from_static_files(client):
+    response = client.get("/static/vendor/plotly.min.js")
+    assert response.status_code == 200
+    assert b"plotly.js v" in b"".join(response.streaming_content)[:400]
