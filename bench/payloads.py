@@ -1,8 +1,8 @@
 """Request bodies for the bench, made once before any timing starts.
 
-Activities are the recorded samples of tests/payloads/ with fresh ids, lead ids and dates, so every
-body is new to the database (nothing is answered as a duplicate) and the sizes are those Marketo and
-Adobe actually send. Adobe I/O bodies are signed with two generated RSA keys, as Adobe signs them.
+Activities come from the sandbox simulator's generator (streams/simulator: its realistic mix of
+types and attributes), then get fresh ids, lead ids and dates, so every body is new to the database
+(nothing is answered as a duplicate). Adobe I/O bodies are signed with two generated RSA keys, as Adobe signs them.
 """
 
 import base64
@@ -10,32 +10,34 @@ import multiprocessing
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import orjson
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-PAYLOADS = Path(__file__).resolve().parent.parent / "tests" / "payloads"
 MUNCHKIN_ID = "123-ABC-456"
 CLIENT_ID = "bench_client"
 KEY_PATHS = ("/prod/keys/pub-key-bench-one.pem", "/prod/keys/pub-key-bench-two.pem")
 
 
-def _sample(name):
-    return orjson.loads((PAYLOADS / name).read_bytes())
+TEMPLATES = 2000
+
+
+def _simulated():
+    """A fixed mix of lead activities from the simulator (seeded: every run sends the same content)."""
+    from streams.simulator.generators import ACTIVITY, Generator
+
+    return Generator(MUNCHKIN_ID, seed=7, client_id=CLIENT_ID, streams=(ACTIVITY,)).take(TEMPLATES)
 
 
 def legacy_templates():
-    """Activities as the legacy push carries them: the push sample's, plus the I/O sample's ``data``."""
-    io_data = [event["data"] for event in _sample("lads_io_batch.json")]
-    for data in io_data:
-        data.pop("munchkinId", None)
-    return _sample("lads_legacy_push_batch.json")["activities"] + io_data
+    """Activities as the legacy push carries them."""
+    return [event.legacy for event in _simulated()]
 
 
 def io_templates():
-    return _sample("lads_io_batch.json")
+    """The same activities as Adobe I/O CloudEvents."""
+    return [event.io for event in _simulated()]
 
 
 class Ids:
