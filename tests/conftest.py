@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from django.contrib.auth.models import Group
 
 from streams import announce, signatures
 from streams.auth import issue_api_token
@@ -54,6 +55,22 @@ def source(db):
 @pytest.fixture
 def other_source(db):
     return Source.objects.create(name="Acme EU", munchkin_id="987-XYZ-654")
+
+
+@pytest.fixture
+def teammate(source, django_user_model):
+    """Sees Acme through a viewer group, and nothing else."""
+    group = Group.objects.create(name="Acme viewers")
+    source.viewer_groups.add(group)
+    user = django_user_model.objects.create_user("teammate", password="pw-teammate-1")
+    user.groups.add(group)
+    return user
+
+
+@pytest.fixture
+def stranger(django_user_model):
+    """In no viewer group: sees no source."""
+    return django_user_model.objects.create_user("stranger", password="pw-stranger-1")
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ request off the machine, reconnection and re-sync.
 
 import contextlib
 import json
-import shutil
 import signal
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -14,18 +13,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.browser import launch, needs_chromium
 from tests.conftest import KeyPair
 from tests.processes import BIN, ROOT, _wait_until_listening, bare_env, free_port, http, manage, stop_embedded_redis
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 WAIT_MS = 15000  # a bound on a failure, never a measured time
 SOURCE_NAME = "Acme <b>EMEA</b>"
 EVIL = '<img src=x onerror="window.__pwned=1">'
@@ -35,7 +26,7 @@ SIGNER = KeyPair()
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chromium is not installed (make test installs it)"),
+    needs_chromium,
 ]
 
 
@@ -88,7 +79,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        chromium = launch(p)
         yield chromium
         chromium.close()
 

@@ -4,7 +4,6 @@ import orjson
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth.models import Group
 from django.test import Client
 
 from dashboard import tail, tick, timeline
@@ -14,20 +13,6 @@ from tests.conftest import payload
 
 TAIL = "/api/v1/tail"
 FRAME_WAIT = 10  # seconds; a bound on a failure only
-
-
-@pytest.fixture
-def teammate(source, django_user_model):
-    group = Group.objects.create(name="Acme viewers")
-    source.viewer_groups.add(group)
-    user = django_user_model.objects.create_user("teammate", password="pw-teammate-1")
-    user.groups.add(group)
-    return user
-
-
-@pytest.fixture
-def stranger(django_user_model):
-    return django_user_model.objects.create_user("stranger", password="pw-stranger-1")
 
 
 def push(client, source, token, *activities):

@@ -2,7 +2,6 @@
 
 import orjson
 import pytest
-from django.contrib.auth.models import Group
 
 from dashboard import health
 from streams import announce
@@ -16,21 +15,6 @@ VISIT = "com.adobe.platform.marketo.activity.standard.visitwebpage"
 
 
 # --- Personas -------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def teammate(source, django_user_model):
-    """Sees Acme through a viewer group, and nothing else."""
-    group = Group.objects.create(name="Acme viewers")
-    source.viewer_groups.add(group)
-    user = django_user_model.objects.create_user("teammate", password="pw-teammate-1")
-    user.groups.add(group)
-    return user
-
-
-@pytest.fixture
-def stranger(django_user_model):
-    return django_user_model.objects.create_user("stranger", password="pw-stranger-1")
 
 
 def push(client, source, token, *activities):

@@ -5,7 +5,6 @@ import uuid
 
 import orjson
 import pytest
-from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from dashboard import audit, notifications
@@ -17,15 +16,6 @@ pytestmark = pytest.mark.django_db
 
 AUDIT = "/api/v1/audit"
 NOTIFICATIONS = "/api/v1/notifications"
-
-
-@pytest.fixture
-def teammate(source, django_user_model):
-    group = Group.objects.create(name="Acme viewers")
-    source.viewer_groups.add(group)
-    user = django_user_model.objects.create_user("teammate", password="pw-teammate-1")
-    user.groups.add(group)
-    return user
 
 
 @pytest.fixture

@@ -1,25 +1,15 @@
 """Pages as a person sees them, in real headless Chromium (Debian's, driven by Playwright)."""
 
 import json
-import shutil
 
 import pytest
 
+from tests.browser import launch, needs_chromium
 from tests.processes import bare_env, daphne, manage, stop_embedded_redis
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chromium is not installed (make test installs it)"),
+    needs_chromium,
 ]
 
 
@@ -48,7 +38,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        chromium = launch(p)
         yield chromium
         chromium.close()
 

@@ -29,21 +29,6 @@ DELETE_LEAD_TYPE = "com.adobe.platform.marketo.activity.standard.deletelead"
 # --- Personas -------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def teammate(source, django_user_model):
-    """Sees Acme through a viewer group, and nothing else."""
-    group = Group.objects.create(name="Acme viewers")
-    source.viewer_groups.add(group)
-    user = django_user_model.objects.create_user("teammate", password="pw-teammate-1")
-    user.groups.add(group)
-    return user
-
-
-@pytest.fixture
-def stranger(django_user_model):
-    return django_user_model.objects.create_user("stranger", password="pw-stranger-1")
-
-
 def token_for(user, **options):
     return api_tokens.create(user, **options)[1]
 
