@@ -18,6 +18,7 @@ migrate: venv
 
 run: migrate
 	$(PY) manage.py bootstrap_demo
+	$(PY) manage.py install_rule_presets --demo
 	$(VENV)/bin/honcho start -f Procfile
 
 test: venv

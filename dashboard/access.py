@@ -1,13 +1,5 @@
-"""Who may see which source: superusers every source, others those shared with one of their groups."""
+"""Who may see which source: defined by the receivers' app, shared with the alerts pages."""
 
-from streams.models import Source
+from streams.access import visible_sources
 
-
-def visible_sources(user):
-    """The sources a user may see: all for a superuser, else those of the user's viewer groups."""
-    if not (user.is_authenticated and user.is_active):
-        return Source.objects.none()
-    sources = Source.objects.all()
-    if not user.is_superuser:
-        sources = sources.filter(viewer_groups__in=user.groups.all()).distinct()
-    return sources
+__all__ = ["visible_sources"]

@@ -151,6 +151,9 @@ CELERY_BEAT_SCHEDULE = {
     # Per-minute rollups for the dashboards' history (web processes also roll up as batches arrive).
     "roll-up-minutes": {"task": "dashboard.roll_up", "schedule": 5.0},
     "prune-minute-rollups": {"task": "dashboard.prune_rollups", "schedule": 3600.0},
+    # Alerts: catch-up, sliding windows, absence deadlines, reminders, due deliveries, the sweeper.
+    "alerts-tick": {"task": "alerts.tick", "schedule": 5.0},
+    "prune-alert-history": {"task": "alerts.prune", "schedule": 3600.0},
 }
 
 # --- Ingest ----------------------------------------------------------------------------------------
@@ -180,6 +183,12 @@ EMAIL_HOST_USER = env.get_str("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env.get_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env.get_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env.get_str("DEFAULT_FROM_EMAIL", "fluxo@localhost")
+EMAIL_TIMEOUT = 10
+# Alerts, their timelines and delivery attempts are kept this long after they close.
+FLUXO_ALERT_HISTORY_DAYS = env.get_int("FLUXO_ALERT_HISTORY_DAYS", 90, minimum=1)
+# Where alert messages sent with a Slack bot token go (chat.postMessage, chat.update). Tests point it
+# at a local server; in production leave the default.
+FLUXO_SLACK_API_URL = env.get_http_url("FLUXO_SLACK_API_URL", "https://slack.com/api/")
 
 # --- Static files, i18n ----------------------------------------------------------------------------
 STATIC_URL = "/static/"

@@ -139,3 +139,8 @@ def recent_rejections(source_id, limit=_KEEP_REJECTIONS):
         return [orjson.loads(item) for item in client().lrange(rejections_key(source_id), 0, limit - 1)]
     except (redis.RedisError, OSError):
         return []
+
+
+def publish(channel, message):
+    """PUBLISH for other apps' announcements (alerts), with the same short timeout and pause after failure."""
+    _run(f"publish on {channel}", lambda pipe: pipe.publish(channel, message))

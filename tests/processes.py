@@ -181,3 +181,34 @@ class TcpProxy:
                     conn.shutdown(socket.SHUT_RDWR)
                 conn.close()
             self._conns.clear()
+
+
+@contextlib.contextmanager
+def celery(env, *args):
+    """A real Celery process (``worker --pool solo …`` or ``beat``) with ``env``; yields the Popen."""
+    name = args[0] if args else "worker"
+    log = open(Path(env["FLUXO_VAR_DIR"]) / f"celery-{name}-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
+    process = subprocess.Popen(
+        [str(BIN / "celery"), "-A", "fluxo", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        log.close()
+
+
+def wait_for(check, timeout=60, interval=0.2):
+    """Poll ``check()`` until it returns something truthy; that value, or AssertionError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"gave up after {timeout} s waiting for {getattr(check, '__name__', check)}")

@@ -1,0 +1,245 @@
+"""Alert state changes, their timeline, and the deliveries they call for.
+
+Every function here runs inside the evaluator's (or a person's) transaction and writes through the
+ORM; what must happen outside the database (the live announcement, waking the delivery task) is
+collected in Effects and done after commit.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Q
+
+from alerts import announce
+from alerts.models import Alert, AlertEvent, Delivery, Rule
+
+log = logging.getLogger(__name__)
+
+MAX_SAMPLES = 20
+
+
+class Effects:
+    """What a transaction did that others must hear of once it commits."""
+
+    def __init__(self):
+        self.alerts = {}
+        self.wake_at = set()
+
+    def changed(self, alert):
+        self.alerts[alert.pk] = alert
+
+    def deliveries_due(self, moment):
+        self.wake_at.add(moment)
+
+    def after_commit(self):
+        if self.alerts:
+            announce.alerts_changed(self.alerts.values())
+        if self.wake_at:
+            _wake_delivery(sorted(self.wake_at)[:10])
+
+
+def _wake_delivery(moments):
+    # Late import: tasks import this module. A lost wake-up is harmless: the beat dispatches due rows.
+    from alerts import tasks
+
+    try:
+        for moment in moments:
+            tasks.deliver_due.apply_async(eta=moment)
+    except Exception as exc:  # the broker is down: the beat's sweep sends them later
+        log.warning("could not wake the delivery task (%s)", exc.__class__.__name__)
+
+
+def open_alert(rule_id, group_key):
+    """The pending or firing alert of a rule and group, locked, or None."""
+    return (
+        Alert.objects.select_for_update()
+        .filter(rule_id=rule_id, group_key=group_key, state__in=Alert.OPEN)
+        .order_by("-id")
+        .first()
+    )
+
+
+def timeline(alert, kind, detail="", user=None, at=None):
+    kwargs = {"at": at} if at else {}
+    AlertEvent.objects.create(alert=alert, kind=kind, detail=detail, user=user, **kwargs)
+
+
+# --- Event alerts (match, watch) -------------------------------------------------------------------------
+
+
+def collect(rule, group_key, labels, events, now, effects):
+    """Add matching events to the group's collecting alert, opening one (and its deliveries) if none is."""
+    alert = (
+        Alert.objects.select_for_update()
+        .filter(rule_id=rule.id, group_key=group_key, state=Alert.State.FIRED, collecting_until__gt=now)
+        .order_by("-id")
+        .first()
+    )
+    if alert is None:
+        until = now + rule.group_wait
+        alert = Alert.objects.create(
+            rule_id=rule.id,
+            group_key=group_key,
+            labels=labels,
+            source_id=events[0].get("source_id"),
+            state=Alert.State.FIRED,
+            severity=rule.severity,
+            started_at=now,
+            fired_at=now,
+            collecting_until=until,
+        )
+        timeline(alert, "fired", f"first match: {describe(events[0])}", at=now)
+        _schedule(alert, rule.id, Delivery.Reason.FIRING, until, effects)
+    sources = {e.get("source_id") for e in events}
+    if alert.source_id is not None and sources != {alert.source_id}:
+        alert.source_id = None  # events from several sources: the alert belongs to none of them alone
+    alert.hits += len(events)
+    alert.samples = (alert.samples + [sample(e) for e in events])[:MAX_SAMPLES]
+    alert.summary = f"{alert.hits} matching event" + ("" if alert.hits == 1 else "s")
+    alert.save(update_fields=["source", "hits", "samples", "summary", "updated_at"])
+    effects.changed(alert)
+    return alert
+
+
+def sample(event):
+    """What a message shows of one event (all of it untrusted text, escaped where shown)."""
+    received, occurred = event.get("received_at"), event.get("occurred_at")
+    return {
+        "id": event.get("id"),
+        "source": event.get("source_name"),
+        "stream": event.get("stream"),
+        "type": event.get("activity_type_name") or event.get("type"),
+        "lead": event.get("lead_id"),
+        "campaign": event.get("campaign_name") or event.get("campaign_id"),
+        "user": event.get("user_email") or event.get("user_numeric"),
+        "action": event.get("action") or event.get("subtype"),
+        "value": (event.get("primary_attribute") or "")[:200],
+        "received_at": received.isoformat() if received else None,
+        "occurred_at": occurred.isoformat() if occurred else None,
+    }
+
+
+def describe(event):
+    parts = [event.get("activity_type_name") or event.get("type") or event.get("stream")]
+    if event.get("lead_id"):
+        parts.append(f"lead {event.get('lead_id')}")
+    if event.get("primary_attribute"):
+        parts.append(str(event.get("primary_attribute"))[:80])
+    return ", ".join(str(p) for p in parts if p)
+
+
+# --- State alerts (threshold, absence, health) ----------------------------------------------------------
+
+
+def start(rule, group_key, labels, source_id, now, value, detail, effects, started=None):
+    """Open an alert: pending if the rule has a "for" duration, otherwise firing at once."""
+    pending = rule.hold_for > timedelta(0) and rule.kind != Rule.Kind.ABSENCE
+    alert = Alert.objects.create(
+        rule_id=rule.id,
+        group_key=group_key,
+        labels=labels,
+        source_id=source_id,
+        state=Alert.State.PENDING if pending else Alert.State.FIRING,
+        severity=rule.severity,
+        started_at=started or now,
+        value=value,
+        summary=detail,
+    )
+    if pending:
+        timeline(alert, "pending", detail, at=now)
+        effects.changed(alert)
+    else:
+        fire(alert, rule, now, effects, detail)
+    return alert
+
+
+def fire(alert, rule, now, effects, detail):
+    alert.state, alert.fired_at, alert.summary = Alert.State.FIRING, now, detail
+    alert.save(update_fields=["state", "fired_at", "summary", "updated_at"])
+    timeline(alert, "firing", detail, at=now)
+    _schedule(alert, rule.id, Delivery.Reason.FIRING, now + rule.group_wait, effects)
+    effects.changed(alert)
+
+
+def set_value(alert, value, detail):
+    if alert.value != value:
+        alert.value, alert.summary = value, detail
+        alert.save(update_fields=["value", "summary", "updated_at"])
+
+
+def resolve(alert, rule, now, effects, detail):
+    """Close an open alert. A pending one just clears; a firing one resolves and may say so.
+
+    A resolved message goes only to destinations that were told it fired (as Alertmanager does); a
+    firing message still waiting for its grouping wait is cancelled instead, so a flap sends nothing.
+    """
+    if alert.state == Alert.State.PENDING:
+        alert.state = Alert.State.INACTIVE
+        alert.save(update_fields=["state", "updated_at"])
+        timeline(alert, "cleared", f"cleared before firing: {detail}", at=now)
+        effects.changed(alert)
+        return
+    alert.state, alert.resolved_at = Alert.State.RESOLVED, now
+    alert.save(update_fields=["state", "resolved_at", "updated_at"])
+    timeline(alert, "resolved", detail, at=now)
+    alert.deliveries.filter(status=Delivery.Status.PENDING).exclude(reason=Delivery.Reason.TEST).update(
+        status=Delivery.Status.CANCELLED, outcome="the alert resolved before this was sent"
+    )
+    told = alert.deliveries.filter(
+        Q(status=Delivery.Status.SENT) | Q(status=Delivery.Status.CLAIMED),
+        reason__in=[Delivery.Reason.FIRING, Delivery.Reason.REMINDER],
+        destination__send_resolved=True,
+    )
+    destinations = set(told.values_list("destination_id", flat=True))
+    for destination_id in destinations:
+        Delivery.objects.create(
+            alert=alert,
+            rule_id=alert.rule_id,
+            destination_id=destination_id,
+            reason=Delivery.Reason.RESOLVED,
+            due_at=now,
+        )
+    if destinations:
+        effects.deliveries_due(now)
+    effects.changed(alert)
+
+
+def remind(rules, now, effects):
+    """Firing alerts not acknowledged, last told more than the rule's repeat interval ago, get a reminder."""
+    reminded = 0
+    firing = Alert.objects.filter(state=Alert.State.FIRING, acknowledged_at=None, last_notified_at__isnull=False)
+    waiting = Delivery.objects.filter(status__in=[Delivery.Status.PENDING, Delivery.Status.CLAIMED])
+    for alert in firing.exclude(deliveries__in=waiting):
+        rule = rules.by_id.get(alert.rule_id)
+        if rule is None or rule.repeat is None or alert.last_notified_at + rule.repeat > now:
+            continue
+        timeline(alert, "reminder", f"still firing: {alert.summary}", at=now)
+        _schedule(alert, rule.id, Delivery.Reason.REMINDER, now, effects)
+        reminded += 1
+    return reminded
+
+
+def _schedule(alert, rule_id, reason, due_at, effects):
+    destinations = Rule.destinations.through.objects.filter(rule_id=rule_id, destination__enabled=True)
+    ids = list(destinations.values_list("destination_id", flat=True))
+    Delivery.objects.bulk_create(
+        [Delivery(alert=alert, rule_id=rule_id, destination_id=d, reason=reason, due_at=due_at) for d in ids]
+    )
+    if ids:
+        effects.deliveries_due(due_at)
+
+
+# --- People ---------------------------------------------------------------------------------------------------
+
+
+def acknowledge(alert, user, now, comment=""):
+    """Acknowledge a firing alert: no reminders until it resolves. Returns False if it was not firing."""
+    updated = Alert.objects.filter(pk=alert.pk, state=Alert.State.FIRING, acknowledged_at=None).update(
+        acknowledged_at=now, acknowledged_by=user
+    )
+    if updated:
+        timeline(alert, "acknowledged", comment, user=user, at=now)
+        alert.refresh_from_db()
+        transaction.on_commit(lambda: announce.alerts_changed([alert]))
+    return bool(updated)

@@ -1,0 +1,188 @@
+"""The alerts pages in real headless Chromium against a real daphne: a rule from a template, previewed,
+saved and listed; an alert whose sample carries markup shows it as text; nothing loads from off the machine.
+"""
+
+import json
+import os
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+
+from tests.browser import launch, needs_chromium
+from tests.processes import bare_env, daphne, http, manage, stop_embedded_redis
+
+WAIT_MS = 15000  # a bound on a failure, never a measured time
+EVIL = '<img src=x onerror="window.__pwned=1">'
+KOLKATA = ("Asia/Kolkata", "Asia/Calcutta")  # Chromium may report the older name of the same zone
+
+pytestmark = [pytest.mark.slow, needs_chromium]
+
+
+class ScratchDatabase:
+    """On the PostgreSQL pass, a database of its own for the web process, dropped afterwards."""
+
+    def __init__(self):
+        given = urlsplit(os.environ["DATABASE_URL"])
+        self.server = f"postgresql://{given.netloc}"
+        self.name = f"{given.path.strip('/') or 'fluxo'}_alertsbrowser_{os.getpid()}"
+        self.url = f"postgres://{given.netloc}/{self.name}"
+        self._run(f'DROP DATABASE IF EXISTS "{self.name}"', f'CREATE DATABASE "{self.name}"')
+
+    def _run(self, *statements):
+        with psycopg.connect(f"{self.server}/postgres", autocommit=True) as conn:
+            for statement in statements:
+                conn.execute(statement)
+
+    def drop(self):
+        self._run(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A migrated site with a superuser and a source that has received one Delete Lead carrying markup."""
+    var_dir = tmp_path_factory.mktemp("alerts-browser")
+    database = ScratchDatabase() if os.environ.get("DATABASE_URL", "").startswith("postgres") else None
+    env = bare_env(var_dir, DATABASE_URL=database.url if database else None)
+    try:
+        manage(env, "migrate", "--noinput")
+        create = (
+            "from django.contrib.auth.models import User; User.objects.create_superuser('ada', 'a@x.io', 'pw-ada-123')"
+        )
+        manage(env, "shell", "-c", create)
+        source = json.loads(manage(env, "add_source", "Acme", "--munchkin-id", "123-ABC-456", "--json"))
+        with daphne(env) as base:
+            push(base, source, {"activityTypeId": 37, "activityType": "Delete Lead", "primaryAttributeValue": EVIL})
+            push(base, source, {"activityTypeId": 1, "activityType": "Visit Webpage", "primaryAttributeValue": "/"})
+            yield {"env": env, "base": base, "source": source}
+    finally:
+        stop_embedded_redis(var_dir)
+        if database:
+            database.drop()
+
+
+_guids = iter(range(10**6))
+
+
+def push(base, source, *activities):
+    body = {"munchkinId": "123-ABC-456", "activities": []}
+    for extra in activities:
+        body["activities"].append(
+            {
+                "marketoGUID": f"alerts-browser-{next(_guids)}",
+                "leadId": 7,
+                "activityDate": "2026-04-20T18:43:56Z",
+                **extra,
+            }
+        )
+    status, _, answer = http(
+        "POST",
+        base + source["endpoints"]["legacy_push"],
+        json.dumps(body).encode(),
+        {"Authorization": f"Bearer {source['api_token']}", "Content-Type": "application/json"},
+    )
+    assert status == 200, answer
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = launch(p)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(site, browser):
+    context = browser.new_context(timezone_id="Asia/Kolkata")
+    page = context.new_page()
+    page.urls, page.errors = [], []
+    page.on("request", lambda request: page.urls.append(request.url))
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.on("dialog", lambda dialog: (page.errors.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+    page.goto(site["base"] + "/accounts/login/?next=/alerts/rules/")
+    page.fill("input[name=username]", "ada")
+    page.fill("input[name=password]", "pw-ada-123")
+    page.click("button[type=submit]")
+    page.wait_for_url(site["base"] + "/alerts/rules/")
+    yield page
+    context.close()
+
+
+def wait_for(page, expression, timeout=WAIT_MS):
+    """Poll a JavaScript expression from here (the page's CSP rightly refuses Playwright's eval polling)."""
+    for _ in range(max(1, timeout // 50)):
+        if page.evaluate(expression):
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError(f"still false after {timeout} ms: {expression}")
+
+
+def visible(page, field_name):
+    return page.is_visible(f".field:has([name={field_name}]) label")
+
+
+def test_a_rule_from_a_template_is_previewed_saved_and_listed(site, page):
+    base = site["base"]
+    page.click("button[data-preset=delete-lead]")
+    page.wait_for_url(base + "/alerts/rules/new/?preset=delete-lead")
+    assert page.input_value("input[name=name]") == "Lead deleted"
+    assert page.input_value("input[name='cond-0-value']") == "37"
+    # Fields that mean nothing for the kind are hidden, and come back with a kind that uses them.
+    assert not visible(page, "threshold") and not visible(page, "watch_list")
+    page.select_option("select[name=kind]", "threshold")
+    assert visible(page, "threshold") and visible(page, "window_minutes")
+    page.select_option("select[name=kind]", "match")
+    assert not visible(page, "threshold")
+    assert page.evaluate("document.querySelector('input.viewer-zone').value") in KOLKATA
+    # A condition row added by the script is numbered on from the formset's rows.
+    rows = page.input_value("#id_cond-TOTAL_FORMS")
+    page.click("button[data-add-row=cond]")
+    assert int(page.input_value("#id_cond-TOTAL_FORMS")) == int(rows) + 1
+    assert page.is_visible(f"input[name='cond-{rows}-path']")
+
+    page.fill("input[name='preview-hours']", "2")
+    page.click("#preview-button")
+    page.wait_for_selector("#preview-summary")
+    assert "It would have fired 1 time" in page.inner_text("#preview-summary")
+    assert page.inner_text("#preview-table tbody").count(EVIL) == 1  # the markup, as text
+    wait_for(page, "document.querySelector('#preview-figure .main-svg') !== null")
+    assert page.evaluate("window.__pwned") is None
+    assert page.evaluate("document.querySelectorAll('#preview-table img').length") == 0
+
+    page.click("#save-button")
+    page.wait_for_url(f"{base}/alerts/rules/*/")
+    assert "Rule “Lead deleted” created." in page.inner_text("ul.messages")
+    assert page.inner_text("#changes").count("ada") == 1
+    page.goto(base + "/alerts/rules/")
+    assert "Lead deleted" in page.inner_text("#rules")
+    assert all(url.startswith(base) for url in page.urls), [u for u in page.urls if not u.startswith(base)]
+    assert page.errors == []
+
+
+def test_an_alert_with_markup_in_a_sample_shows_it_as_text(site, page):
+    base = site["base"]
+    rule = (
+        "from alerts.models import Rule; "
+        "Rule.objects.get_or_create(name='Lead deleted', defaults={'kind': 'match', "
+        "'conditions': [{'path': 'activity_type_id', 'op': 'eq', 'value': 37}]})"
+    )
+    manage(site["env"], "shell", "-c", rule)
+    manage(site["env"], "shell", "-c", "from alerts import evaluate; evaluate.catch_up()")
+    page.goto(base + "/alerts/")
+    page.click("#history a:has-text('Lead deleted')")
+    page.wait_for_url(f"{base}/alerts/*/")
+    cells = page.eval_on_selector_all("#samples tbody td", "cells => cells.map(c => c.textContent)")
+    assert EVIL in cells
+    assert page.evaluate("document.querySelectorAll('#samples img').length") == 0
+    assert page.evaluate("window.__pwned") is None
+    # Times are shown in the viewer's zone, not as the UTC the server wrote.
+    assert page.inner_text(".zone-note .viewer-zone-name") in KOLKATA
+    first_time = page.eval_on_selector("#timeline time", "node => node.textContent")
+    assert not first_time.endswith("UTC")
+    page.click("a:has-text('Silence this alert')")
+    assert page.input_value("input[name='match-0-value']") == "Lead deleted"
+    assert page.errors == []
+    assert all(url.startswith(base) for url in page.urls)

@@ -1,0 +1,54 @@
+"""Alerts with Fluxo's real processes: daphne, a Celery worker and beat, the embedded Redis."""
+
+import json
+import sqlite3
+
+import orjson
+import pytest
+
+from tests.ingest import activity
+from tests.processes import bare_env, celery, daphne, http, manage, stop_embedded_redis, wait_for
+
+pytestmark = pytest.mark.slow
+
+WORKER = ("worker", "--pool", "solo", "--without-mingle", "--without-gossip", "--loglevel", "INFO")
+
+
+@pytest.fixture
+def system(tmp_path):
+    env = bare_env(tmp_path)
+    manage(env, "migrate", "--noinput")
+    source = json.loads(manage(env, "add_source", "Acme", "--munchkin-id", "123-ABC-456", "--json"))
+    manage(env, "install_rule_presets", "delete-lead")
+    yield env, source, tmp_path / "fluxo.sqlite3"
+    stop_embedded_redis(tmp_path)
+
+
+def push_delete_lead(base, source):
+    body = orjson.dumps({"munchkinId": "123-ABC-456", "activities": [activity(37, lead="42")]})
+    url = base + source["endpoints"]["legacy_push"]
+    status, _, answer = http("POST", url, body, {"Authorization": f"Bearer {source['api_token']}"})
+    assert status == 200, answer
+
+
+def alerts(db):
+    with sqlite3.connect(db) as conn:
+        return conn.execute("select state, hits from alerts_alert").fetchall()
+
+
+def test_the_worker_hears_a_committed_batch_and_fires_without_the_beat(system):
+    env, source, db = system
+    with daphne(env) as base, celery(env, *WORKER):
+        push_delete_lead(base, source)
+        assert wait_for(lambda: alerts(db), timeout=60) == [("fired", 1)]
+
+
+def test_events_ingested_while_redis_is_down_still_fire_once_it_is_back(system, tmp_path):
+    env, source, db = system
+    with daphne(env) as base:
+        stop_embedded_redis(tmp_path)
+        push_delete_lead(base, source)  # acknowledged: stored, though nobody could be told
+        assert alerts(db) == []
+        # The next Fluxo process to start brings Redis back; the beat's tick catches up.
+        with celery(env, *WORKER), celery(env, "beat", "--loglevel", "INFO"):
+            assert wait_for(lambda: alerts(db), timeout=90) == [("fired", 1)]
