@@ -24,7 +24,7 @@ from django.utils import timezone
 from alerts import compiled, lifecycle
 from alerts.conditions import EventView
 from alerts.models import Alert, Deadline, EvaluatorFloor, Rule, WindowCount
-from streams import announce
+from streams import announce, store
 from streams.models import Event, Source
 
 log = logging.getLogger(__name__)
@@ -41,30 +41,12 @@ _CLAIM = (
     f"INSERT INTO alerts_evaluatedbatch (batch_id) SELECT b.id {_PENDING} "
     "ORDER BY b.id LIMIT %s ON CONFLICT DO NOTHING RETURNING batch_id"
 )
+# What rules read of an event: every stored column but the bulky or key-only ones (raw is added when needed).
 _FIELDS = (
     "id",
-    "source_id",
     "batch_id",
-    "stream",
-    "type",
-    "munchkin_id",
-    "activity_type_id",
-    "activity_type_name",
-    "lead_id",
-    "primary_attribute",
-    "campaign_id",
-    "campaign_name",
-    "program_id",
-    "program_name",
-    "component_type",
-    "component_id",
-    "action",
-    "user_numeric",
-    "user_email",
-    "kind",
-    "subtype",
     "received_at",
-    "occurred_at",
+    *(c for c in store.COLUMNS if c not in ("event_uid", "activity_key", "details", "flags", "raw")),
 )
 
 

@@ -131,6 +131,7 @@ class Bench:
     def __init__(self, args, source, bodies, key_url):
         self.args, self.source, self.bodies, self.key_url = args, source, bodies, key_url
         self.postmaster = cpu.postmaster_pid()
+        self.database = args.dsn.rsplit("/", 1)[1].split("?")[0]
         self.token = source["api_token"]
 
     def targets(self, port):
@@ -148,7 +149,7 @@ class Bench:
             report["server_command"] = " ".join(["python", *server.command[1:]])
             if not load.wait_until_serving(HOST, server.port, self.source["endpoints"]["legacy_push"]):
                 raise SystemExit("the server did not start; see " + str(self.args.log))
-            meter = cpu.Meter(server.daphne_pids(), self.postmaster)
+            meter = cpu.Meter(server.daphne_pids(), self.postmaster, self.database)
             report["idle_cpu"] = self.idle(meter)
             legacy, io = self.targets(server.port)
             self.warm_up(legacy, io)
@@ -215,7 +216,8 @@ def print_phase(name, s):
     print(
         f"  {name:<14}{s['events_per_s']:>8,} events/s {s['requests_per_s']:>7} req/s  "
         f"p50 {s['p50_ms']:>6} ms  p99 {s['p99_ms']:>6} ms  "
-        f"cpu% server {c['server']} {c['each_server']} pg {c['postgres']} client {c['client']} other {c['other']}"
+        f"cpu% server {c['server']} {c['each_server']} pg {c['postgres']} (bench db {c['pg_db']}) "
+        f"client {c['client']} other {c['other']}"
         f"{errors}{warn}",
         flush=True,
     )

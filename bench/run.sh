@@ -2,14 +2,16 @@
 # `make bench`: the ingest benchmark on a dedicated PostgreSQL database, created here and dropped after.
 #   PGURL   the PostgreSQL server (default postgres://postgres@127.0.0.1:5432); the database is fluxo_bench
 #   REDIS_URL  default redis://127.0.0.1:6379/15 (announcements go there; nothing else is touched)
+#   BENCH_DB   the database's name (default fluxo_bench; another name lets two benches share a server)
+#   BENCH_VAR  where results, logs and the source go (default var/bench)
 # Extra arguments go to bench/ingest.py (e.g. --workers 2 --prefill 0 --duration 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 case " $* " in *" --help "*|*" -h "*) exec "$PY" bench/ingest.py --help ;; esac
 PGURL="${PGURL:-postgres://postgres@127.0.0.1:5432}"
-DB=fluxo_bench
-VAR="$PWD/var/bench"
+DB="${BENCH_DB:-fluxo_bench}"
+VAR="${BENCH_VAR:-$PWD/var/bench}"
 mkdir -p "$VAR"
 rm -f "$VAR/server.log"
 

@@ -32,13 +32,33 @@ class SourceForm(forms.ModelForm):
     # A provider's URL typed without a scheme is meant as https (Django 6's default, stated now).
     oauth_jwks_url = forms.URLField(max_length=500, required=False, assume_scheme="https")
     oauth_introspection_url = forms.URLField(max_length=500, required=False, assume_scheme="https")
+    # Write-only: the page never carries the stored secret back; a blank field keeps it.
+    oauth_introspection_client_secret = forms.CharField(
+        max_length=500,
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        label="OAuth introspection client secret",
+        help_text="Never shown. Leave blank to keep the current secret (if any); type a new one to replace it.",
+    )
+    clear_oauth_introspection_client_secret = forms.BooleanField(
+        required=False, label="Remove the stored introspection client secret"
+    )
 
     class Meta:
         model = Source
         fields = "__all__"  # noqa: DJ007 (the admin decides what is shown)
 
+    def clean_oauth_introspection_client_secret(self):
+        secret = self.cleaned_data["oauth_introspection_client_secret"]
+        if secret == "" and self.instance.pk is not None:
+            return self.instance.oauth_introspection_client_secret
+        return secret
+
     def clean(self):
         cleaned = super().clean()
+        if cleaned.get("clear_oauth_introspection_client_secret"):
+            cleaned["oauth_introspection_client_secret"] = ""
         # self.instance gets the form's values only after clean(): check a copy that has them now.
         candidate = forms.models.construct_instance(self, copy.copy(self.instance))
         # What the chosen legacy auth needs, and the SSRF guard on the URLs an admin types.

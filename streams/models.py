@@ -118,16 +118,18 @@ class Batch(models.Model):
 class Event(models.Model):
     """One event of any stream: the raw payload, losslessly, plus normalised, indexed columns."""
 
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="events")
+    # No index of its own: (source, stream, received_at) below serves every lookup by source.
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="events", db_index=False)
     batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="events")
     munchkin_id = models.CharField(max_length=64, blank=True)
     stream = models.CharField(max_length=12, choices=Stream.choices)
     type = models.CharField(max_length=255)
     # De-duplication keys, both global: the delivery's eventid, and for lead activities
     # "munchkinId|marketoGUID" (the I/O CloudEvent id is the former marketoGUID).
-    # NULL (not "") where an event has no such key: unique constraints ignore NULLs.
-    event_uid = models.CharField(max_length=255, null=True, unique=True)  # noqa: DJ001
-    activity_key = models.CharField(max_length=300, null=True, unique=True)  # noqa: DJ001
+    # NULL (not "") where an event has no such key: unique constraints ignore NULLs. Unique through
+    # Meta.constraints, not unique=True, which on PostgreSQL adds a second (LIKE) index to every key.
+    event_uid = models.CharField(max_length=255, null=True)  # noqa: DJ001
+    activity_key = models.CharField(max_length=300, null=True)  # noqa: DJ001
     received_at = models.DateTimeField()
     occurred_at = models.DateTimeField(null=True)
     activity_type_id = models.IntegerField(null=True)
@@ -158,6 +160,10 @@ class Event(models.Model):
             models.Index(fields=["activity_type_id", "received_at"]),
             models.Index(fields=["lead_id", "occurred_at"]),
             models.Index(fields=["type"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["event_uid"], name="streams_event_uid_unique"),
+            models.UniqueConstraint(fields=["activity_key"], name="streams_event_activity_key_unique"),
         ]
 
     def __str__(self):

@@ -9,9 +9,13 @@ optional fields) is stored and answered 200, because Adobe drops an event answer
 
 import logging
 import re
+import threading
+import time
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import IntegrityError, InterfaceError, OperationalError
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.http import HttpResponseNotAllowed, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -25,6 +29,15 @@ log = logging.getLogger(__name__)
 
 CHALLENGE_RE = re.compile(r"\A[A-Za-z0-9._~-]{1,256}\Z")
 RETRY_AFTER_SECONDS = "30"
+# How long a process reuses a Source row it looked up by ingest key. A change saved in this process
+# takes effect at once (the signals below); one saved elsewhere (another web process, a shell)
+# within this many seconds: the Adobe client id, pinned keys, legacy auth and OAuth settings, the
+# Munchkin ID, and a deleted source (whose pushes meanwhile get a 503, never a 200). API tokens are
+# not cached: a revoked one is refused at once.
+SOURCE_CACHE_SECONDS = 5.0
+
+_sources = {}  # ingest key -> (monotonic expiry, Source)
+_sources_lock = threading.Lock()
 
 
 class Refusal(Exception):
@@ -56,15 +69,44 @@ def _guarded(handler, request, ingest_key):
         return _error(refusal.status, refusal.error, refusal.detail)
     except (OperationalError, InterfaceError) as exc:
         return _unavailable(ingest_key, f"database: {exc.__class__.__name__}")
+    except IntegrityError as exc:
+        # Only a source deleted meanwhile (its cached row outlived it) breaks a foreign key here:
+        # nothing was committed; the retry finds no source and gets its 404.
+        forget_source(ingest_key)
+        return _unavailable(ingest_key, f"database: {exc.__class__.__name__}")
     except (signatures.KeyUnavailable, AuthUnavailable) as exc:
         return _unavailable(ingest_key, str(exc))
 
 
 def _source(ingest_key):
+    """The source of a receiver URL, from this process's cache for SOURCE_CACHE_SECONDS; else 404."""
+    now = time.monotonic()
+    cached = _sources.get(ingest_key)
+    if cached is not None and cached[0] > now:
+        return cached[1]
     source = Source.objects.filter(ingest_key=ingest_key).first()
     if source is None:
-        raise Refusal(404, "unknown_source", "no source has this URL")
+        raise Refusal(404, "unknown_source", "no source has this URL")  # unknown keys are not cached
+    with _sources_lock:
+        if len(_sources) > 10_000:  # many sources, or keys of deleted ones: start afresh
+            _sources.clear()
+        _sources[ingest_key] = (now + SOURCE_CACHE_SECONDS, source)
     return source
+
+
+def forget_source(ingest_key=None):
+    """Drop one cached source (or all): the next request reads it from the database."""
+    with _sources_lock:
+        if ingest_key is None:
+            _sources.clear()
+        else:
+            _sources.pop(ingest_key, None)
+
+
+@receiver(post_save, sender=Source, dispatch_uid="streams.receivers.source_saved")
+@receiver(post_delete, sender=Source, dispatch_uid="streams.receivers.source_deleted")
+def _source_changed(sender, instance, **kwargs):
+    forget_source(instance.ingest_key)
 
 
 def _refuse(source, status, error, detail, reason):
@@ -105,7 +147,8 @@ def _normalised(source, normalise, items, *args):
 
 def _commit(rows, source, protocol, meta=None):
     received_at = timezone.now()
-    stored = store(rows, source, protocol, received_at, meta)
+    # The usual batch carries only the receiving source's own Munchkin ID: no lookup for it.
+    stored = store(rows, source, protocol, received_at, meta, known_sources={source.munchkin_id: source.id})
     # store() has returned, so the transaction is committed: only now announce and acknowledge.
     duplicates = {}
     if stored.duplicates:

@@ -143,8 +143,10 @@ def parse_time(value, flags):
 
 
 def _parse_time_text(text, flags):
-    fixed = _SHORT_OFFSET.sub(lambda m: f"{m[1]}0{m[2]}:{m[3]}", text)
-    if fixed != text and not text.endswith(("Z", "z")):
+    # The usual form ends in Z: no offset there for the regex to find (it needs a digit last).
+    zulu = text.endswith(("Z", "z"))
+    fixed = text if zulu else _SHORT_OFFSET.sub(lambda m: f"{m[1]}0{m[2]}:{m[3]}", text)
+    if fixed != text:
         flags.add("time_short_offset")
     try:
         parsed = datetime.fromisoformat(fixed)
@@ -168,14 +170,10 @@ def _plausible(moment, flags):
 
 def text(value, column=None):
     """A column value from anything JSON holds: strings kept, numbers as text, NULs removed."""
-    if value is None or isinstance(value, (dict, list)):
-        return ""
-    if isinstance(value, bool):
-        value = "true" if value else "false"
-    elif isinstance(value, float) and value.is_integer():
-        value = str(int(value))
-    elif not isinstance(value, str):
-        value = str(value)
+    if value.__class__ is not str:  # most values are str: one test instead of four (JSON has no subclasses)
+        if value is None or isinstance(value, (dict, list)):
+            return ""
+        value = _scalar_text(value)
     if "\x00" in value:
         value = value.replace("\x00", "")
     if not value.isascii() and _LONE_SURROGATE.search(value):
@@ -183,6 +181,14 @@ def text(value, column=None):
     if column is not None and len(value) > _WIDTH[column]:
         value = value[: _WIDTH[column]]
     return value
+
+
+def _scalar_text(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value if isinstance(value, str) else str(value)
 
 
 def key(value):

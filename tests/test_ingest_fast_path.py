@@ -1,0 +1,214 @@
+"""The ingest shortcuts of issue 2 keep the receivers' behaviour: the per-process source cache, the
+Munchkin lookup skipped for a batch of the receiving source, the one-statement store, the leaner
+indexes, and the admin's write-only introspection secret."""
+
+import orjson
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from streams import receivers
+from streams.auth import issue_api_token
+from streams.models import Batch, Event, Source, SourceToken
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _empty_source_cache():
+    receivers.forget_source()
+    yield
+    receivers.forget_source()
+
+
+class Clock:
+    """Stands in for time.monotonic in streams.receivers: the cache's age without waiting."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(receivers.time, "monotonic", clock)
+    return clock
+
+
+def body(*guids, munchkin="123-ABC-456"):
+    activities = [
+        {"marketoGUID": guid, "leadId": 7, "activityDate": "2026-04-20T18:43:56Z", "activityTypeId": 1}
+        for guid in guids
+    ]
+    return orjson.dumps({"munchkinId": munchkin, "activities": activities})
+
+
+def push(client, source, content, token=None, query=""):
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+    path = f"/ingest/{source.ingest_key}/marketo-push/{query}"
+    return client.post(path, content, content_type="application/json", **headers)
+
+
+def test_a_setting_changed_in_another_process_applies_once_the_cache_expires(client, source, clock):
+    token = issue_api_token(source)
+    assert push(client, source, body("g-1"), query=f"?token={token}").status_code == 401  # and cached
+    # As another process would: an UPDATE that sends no signal to this one.
+    Source.objects.filter(id=source.id).update(allow_query_token=True)
+    clock.now += receivers.SOURCE_CACHE_SECONDS - 0.5
+    assert push(client, source, body("g-1"), query=f"?token={token}").status_code == 401
+    clock.now += 1.0
+    assert push(client, source, body("g-1"), query=f"?token={token}").status_code == 200
+
+
+def test_a_setting_saved_in_this_process_applies_at_once(client, source, clock):
+    token = issue_api_token(source)
+    assert push(client, source, body("g-1"), query=f"?token={token}").status_code == 401
+    source.allow_query_token = True
+    source.save()
+    assert push(client, source, body("g-1"), query=f"?token={token}").status_code == 200
+
+
+def test_a_revoked_token_is_refused_at_once(client, source, clock):
+    token = issue_api_token(source)
+    assert push(client, source, body("g-1"), token).status_code == 200
+    SourceToken.objects.filter(source=source).update(revoked_at="2026-01-01T00:00:00Z")
+    assert push(client, source, body("g-2"), token).status_code == 401
+
+
+def test_a_source_is_looked_up_once_and_a_batch_of_its_own_munchkin_needs_no_lookup(client, source):
+    token = issue_api_token(source)
+    assert push(client, source, body("g-1"), token).status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert push(client, source, body("g-2", "g-3"), token).status_code == 200
+    assert [q["sql"] for q in queries if '"streams_source"' in q["sql"]] == []
+    assert Event.objects.filter(source=source).count() == 3
+    assert [event.flags for event in Event.objects.all()] == [[], [], []]
+
+
+def test_a_batch_of_another_munchkin_is_still_filed_under_the_source_that_has_it(client, source, other_source):
+    token = issue_api_token(source)
+    assert push(client, source, body("g-1", munchkin="987-xyz-654"), token).status_code == 200
+    assert Event.objects.get().source_id == other_source.id
+    assert push(client, source, body("g-2", munchkin="555-NOP-555"), token).status_code == 200
+    unknown = Event.objects.get(activity_key="555-NOP-555|g-2")
+    assert (unknown.source_id, unknown.flags) == (source.id, ["munchkin_unknown"])
+
+
+def test_the_batch_row_holds_what_the_acknowledgement_counted(client, source, other_source):
+    token = issue_api_token(source)
+    content = orjson.dumps(
+        {
+            "munchkinId": "123-ABC-456",
+            "activities": [
+                {"marketoGUID": "a", "leadId": 1, "activityTypeId": 2, "munchkinId": "987-XYZ-654"},
+                {"marketoGUID": "b", "leadId": 1, "activityTypeId": 1},
+                {"marketoGUID": "c", "leadId": 1, "activityTypeId": 1},
+                {"marketoGUID": "d", "leadId": 1},
+            ],
+        }
+    )
+    assert push(client, source, content, token).json() == {"accepted": 4, "duplicates": 0}
+    batch = Batch.objects.get()
+    assert (batch.protocol, batch.source_id, batch.accepted, batch.duplicates) == ("legacy", source.id, 4, 0)
+    assert batch.meta == {"push": {"munchkinId": "123-ABC-456"}}
+    stored = {}
+    for event in Event.objects.all():
+        assert event.batch_id == batch.id
+        kind = (event.source_id, event.stream, event.type, event.activity_type_id)
+        stored[kind] = stored.get(kind, 0) + 1
+    assert len(stored) == 3
+    assert sorted(batch.counts, key=str) == sorted(([*kind, n] for kind, n in stored.items()), key=str)
+    # In a stable order: by source, stream, type (code points), type id (none first).
+    order = [(s, stream, kind, type_id is not None, type_id or 0) for s, stream, kind, type_id, _ in batch.counts]
+    assert order == sorted(order)
+    # The same push again: all duplicates, no batch row (nothing new to hand off).
+    assert push(client, source, content, token).json() == {"accepted": 0, "duplicates": 4}
+    assert Batch.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_source_deleted_elsewhere_while_cached_gets_503_then_404(client, source, monkeypatch):
+    token = issue_api_token(source)
+    assert push(client, source, body("g-1"), token).status_code == 200  # cached now
+    with connection.cursor() as cursor:  # deleted as another process would: no signal here
+        for table in ("streams_event", "streams_batch", "streams_sourcetoken"):
+            cursor.execute(f"DELETE FROM {table} WHERE source_id = %s", [source.id])
+        cursor.execute("DELETE FROM streams_source WHERE id = %s", [source.id])
+    # Token auth reads the (now empty) token table: 401, nothing stored.
+    assert push(client, source, body("g-2"), token).status_code == 401
+    # A batch that reaches the insert breaks the foreign key: 503, nothing committed, never a 200 or 500.
+    monkeypatch.setattr(receivers, "authenticate_push", lambda request, cached: True)
+    response = push(client, source, body("g-3"), token)
+    assert response.status_code == 503
+    assert Event.objects.count() == 0
+    monkeypatch.undo()
+    assert push(client, source, body("g-3"), token).status_code == 404
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_the_event_table_has_no_redundant_indexes():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'streams_event'")
+        definitions = [row[0] for row in cursor.fetchall()]
+        cursor.execute(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'streams_event'::regclass AND contype = 'f'"
+        )
+        foreign_keys = cursor.fetchone()[0]
+    assert not [d for d in definitions if "pattern_ops" in d]
+    assert not [d for d in definitions if d.endswith("USING btree (source_id)")]
+    assert len([d for d in definitions if d.startswith("CREATE UNIQUE INDEX")]) == 3  # id and the two keys
+    assert foreign_keys == 2  # source and batch
+
+
+# --- The admin's introspection client secret ----------------------------------------------------------
+
+
+@pytest.fixture
+def admin_client(client, settings):
+    settings.FLUXO_ALLOW_PRIVATE_URLS = True  # the introspection URL below is on this machine
+    client.force_login(User.objects.create_superuser("boss", "boss@example.com", "pw"))
+    return client
+
+
+def change(source, **fields):
+    form = {
+        "name": source.name,
+        "munchkin_id": source.munchkin_id,
+        "legacy_auth": "oauth_introspection",
+        "oauth_introspection_url": "http://127.0.0.1:9/introspect",
+        "oauth_introspection_client_id": "fluxo",
+        "created_at_0": "2026-01-01",
+        "created_at_1": "00:00:00",
+        "tokens-TOTAL_FORMS": "0",
+        "tokens-INITIAL_FORMS": "0",
+        "tokens-MIN_NUM_FORMS": "0",
+        "tokens-MAX_NUM_FORMS": "1000",
+    }
+    return {**form, **fields}
+
+
+def test_the_admin_never_shows_the_introspection_secret_and_blank_keeps_it(admin_client, source):
+    path = f"/admin/streams/source/{source.pk}/change/"
+    response = admin_client.post(path, change(source, oauth_introspection_client_secret="s3cret-Value"))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    source.refresh_from_db()
+    assert source.oauth_introspection_client_secret == "s3cret-Value"
+    page = admin_client.get(path).content.decode()
+    assert "s3cret-Value" not in page
+    assert 'type="password"' in page and 'name="oauth_introspection_client_secret"' in page
+    # Saved again with the field left blank: the secret stays.
+    assert admin_client.post(path, change(source)).status_code == 302
+    source.refresh_from_db()
+    assert source.oauth_introspection_client_secret == "s3cret-Value"
+    # A new one replaces it; the box removes it.
+    assert admin_client.post(path, change(source, oauth_introspection_client_secret="next")).status_code == 302
+    source.refresh_from_db()
+    assert source.oauth_introspection_client_secret == "next"
+    form = change(source, legacy_auth="token", clear_oauth_introspection_client_secret="on")
+    assert admin_client.post(path, form).status_code == 302
+    source.refresh_from_db()
+    assert source.oauth_introspection_client_secret == ""
