@@ -59,6 +59,7 @@ class CompiledRule:
     repeat: timedelta | None
     metric: str
     watched: frozenset = field(default_factory=frozenset)
+    watched_emails: frozenset = field(default_factory=frozenset)
 
     def applies_to(self, source_id):
         return self.source_ids is None or source_id in self.source_ids
@@ -74,7 +75,12 @@ class CompiledRule:
         lead = event.get("lead_id")
         if lead and lead in self.watched:
             return True
-        return event.get("stream") == "activity" and not self.watched.isdisjoint(lead_emails(event))
+        # Only lists that hold e-mail addresses pay for reading the event's JSON.
+        return (
+            bool(self.watched_emails)
+            and event.get("stream") == "activity"
+            and not self.watched_emails.isdisjoint(lead_emails(event))
+        )
 
     def group(self, event):
         """(group key, labels) of an event under this rule."""
@@ -104,7 +110,7 @@ def compile_rule(rule, watch_lists, source_ids=None):
         if rule.watch_list is None:
             raise conditions.ConditionError("a watch-list rule needs a watch list")
         watched = frozenset(watch_lists.get(rule.watch_list.name, ()))
-        needs_raw = True  # e-mail addresses are looked for in the data
+        needs_raw = needs_raw or any("@" in value for value in watched)  # addresses are looked for in the data
     if source_ids is None and rule.pk is not None:
         source_ids = [s.pk for s in rule.sources.all()]
     source_ids = frozenset(source_ids or ()) or None
@@ -129,6 +135,7 @@ def compile_rule(rule, watch_lists, source_ids=None):
         repeat=timedelta(minutes=rule.repeat_minutes) if rule.repeat_minutes else None,
         metric=rule.metric,
         watched=watched,
+        watched_emails=frozenset(value for value in watched if "@" in value),
     )
 
 

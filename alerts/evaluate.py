@@ -51,10 +51,16 @@ _FIELDS = (
 
 
 def evaluate(limit=LIMIT, now=None):
-    """Evaluate up to ``limit`` batches not yet evaluated; return how many."""
+    """Evaluate up to ``limit`` batches not yet evaluated; how many, or None if another run holds the floor.
+
+    Not waiting matters: a worker slot blocked on the lock could not send deliveries meanwhile, and
+    the run holding it goes on until nothing is left (catch_up), so it takes these batches too.
+    """
     effects = lifecycle.Effects()
     with transaction.atomic(), connection.cursor() as cursor:
-        floor = _lock_floor(cursor)
+        floor = _lock_floor(cursor, wait=False)
+        if floor is None:
+            return None
         cursor.execute(_CLAIM, [floor, limit])
         claimed = [row[0] for row in cursor.fetchall()]
         if claimed:
@@ -67,8 +73,12 @@ def evaluate(limit=LIMIT, now=None):
 
 
 def catch_up(limit=LIMIT, max_runs=50):
-    """Evaluate everything pending; True when nothing is left (False: more than ``max_runs`` runs' worth)."""
-    return any(evaluate(limit) < limit for _ in range(max_runs))
+    """Evaluate until a run finds nothing; True then, False after ``max_runs`` runs or if another run is at work."""
+    for _ in range(max_runs):
+        claimed = evaluate(limit)
+        if not claimed:
+            return claimed == 0
+    return False
 
 
 def events_of(batch_ids, needs_raw):
@@ -366,12 +376,22 @@ def _health_counters(sources):
 # --- Progress -----------------------------------------------------------------------------------------------
 
 
-def _lock_floor(cursor):
+_LOCK_KEY = 0x666C7578  # the evaluator's advisory lock on PostgreSQL ("flux")
+
+
+def _lock_floor(cursor, wait=True):
+    """The floor, with the evaluator's lock held to the end of the transaction; None if busy and not ``wait``."""
+    if connection.vendor == "postgresql":  # SQLite: BEGIN IMMEDIATE locked the whole database already
+        if wait:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+        else:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_LOCK_KEY])
+            if not cursor.fetchone()[0]:
+                return None
     cursor.execute(
         "INSERT INTO alerts_evaluatorfloor (id, batch_id, counters) VALUES (1, 0, '{}') ON CONFLICT DO NOTHING"
     )
-    lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""  # SQLite: BEGIN IMMEDIATE locked already
-    cursor.execute(f"SELECT batch_id FROM alerts_evaluatorfloor WHERE id = 1{lock}")  # noqa: S608
+    cursor.execute("SELECT batch_id FROM alerts_evaluatorfloor WHERE id = 1")
     return cursor.fetchone()[0]
 
 

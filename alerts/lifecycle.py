@@ -24,30 +24,31 @@ class Effects:
 
     def __init__(self):
         self.alerts = {}
-        self.wake_at = set()
+        self.due = {}  # delivery id → due time
 
     def changed(self, alert):
         self.alerts[alert.pk] = alert
 
-    def deliveries_due(self, moment):
-        self.wake_at.add(moment)
+    def deliveries_due(self, deliveries):
+        self.due.update((d.pk, d.due_at) for d in deliveries)
 
     def after_commit(self):
         if self.alerts:
             announce.alerts_changed(self.alerts.values())
-        if self.wake_at:
-            _wake_delivery(sorted(self.wake_at)[:10])
+        if self.due:
+            _wake_delivery(self.due)
 
 
-def _wake_delivery(moments):
-    # Late import: tasks import this module. A lost wake-up is harmless: the beat dispatches due rows.
-    from alerts import tasks
+def _wake_delivery(due):
+    """Queue each delivery's task at its due time (no wait in between). A lost one is harmless: the beat
+    dispatches due rows every few seconds."""
+    from alerts import tasks  # late: tasks import this module
 
     try:
-        for moment in moments:
-            tasks.deliver_due.apply_async(eta=moment)
-    except Exception as exc:  # the broker is down: the beat's sweep sends them later
-        log.warning("could not wake the delivery task (%s)", exc.__class__.__name__)
+        for delivery_id, moment in sorted(due.items(), key=lambda item: item[1])[:100]:
+            tasks.deliver.apply_async((delivery_id,), eta=moment)
+    except Exception as exc:  # the broker is down: the beat dispatches them later
+        log.warning("could not queue deliveries (%s)", exc.__class__.__name__)
 
 
 def open_alert(rule_id, group_key):
@@ -192,16 +193,12 @@ def resolve(alert, rule, now, effects, detail):
         destination__send_resolved=True,
     )
     destinations = set(told.values_list("destination_id", flat=True))
-    for destination_id in destinations:
+    effects.deliveries_due(
         Delivery.objects.create(
-            alert=alert,
-            rule_id=alert.rule_id,
-            destination_id=destination_id,
-            reason=Delivery.Reason.RESOLVED,
-            due_at=now,
+            alert=alert, rule_id=alert.rule_id, destination_id=d, reason=Delivery.Reason.RESOLVED, due_at=now
         )
-    if destinations:
-        effects.deliveries_due(now)
+        for d in destinations
+    )
     effects.changed(alert)
 
 
@@ -223,11 +220,10 @@ def remind(rules, now, effects):
 def _schedule(alert, rule_id, reason, due_at, effects):
     destinations = Rule.destinations.through.objects.filter(rule_id=rule_id, destination__enabled=True)
     ids = list(destinations.values_list("destination_id", flat=True))
-    Delivery.objects.bulk_create(
-        [Delivery(alert=alert, rule_id=rule_id, destination_id=d, reason=reason, due_at=due_at) for d in ids]
+    effects.deliveries_due(
+        Delivery.objects.create(alert=alert, rule_id=rule_id, destination_id=d, reason=reason, due_at=due_at)
+        for d in ids
     )
-    if ids:
-        effects.deliveries_due(due_at)
 
 
 # --- People ---------------------------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 Started in the Celery worker's main process when it is ready (alerts.apps). ``streams`` never names
 an alerts task; this subscriber, on the alerts side, turns "a batch committed" into an evaluation.
-Announcements are coalesced: at most one evaluation is queued per COALESCE seconds, and each one
-evaluates everything committed by then. If Redis drops announcements, the beat's tick catches up.
+Announcements are coalesced: at most one evaluation waits in the queue at a time (a Redis flag,
+QUEUED_KEY, set when one is queued and cleared by the task as it starts), and each evaluates
+everything committed by then. So at 10 batches a second the queue holds one evaluation, not a
+backlog that deliveries would wait behind. If Redis drops announcements, the beat's tick catches up.
 """
 
 import logging
@@ -18,6 +20,8 @@ from streams.announce import BATCH_CHANNEL
 log = logging.getLogger(__name__)
 
 COALESCE = 0.05
+QUEUED_KEY = "fluxo:alerts:evaluation-queued"
+QUEUED_TTL = 30  # seconds: a queued task that was lost (a broker restart) stops blocking the next
 _started = threading.Event()
 
 
@@ -47,13 +51,22 @@ def _listen(task):
     client = redis.Redis.from_url(settings.FLUXO_REDIS_URL, health_check_interval=30)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(BATCH_CHANNEL)
-    task.apply_async()  # whatever committed while nobody listened
-    last_sent = 0.0
-    pending = False
+    _queue(client, task, force=True)  # whatever committed while nobody listened
+    pending, last_try = False, 0.0
     while True:
         message = pubsub.get_message(timeout=COALESCE)
-        if message is not None:
-            pending = True
-        if pending and time.monotonic() - last_sent >= COALESCE:
-            task.apply_async()
-            last_sent, pending = time.monotonic(), False
+        pending = pending or message is not None
+        if pending and (message is None or time.monotonic() - last_try >= COALESCE):
+            _queue(client, task)
+            pending, last_try = False, time.monotonic()
+
+
+def _queue(client, task, force=False):
+    """Queue an evaluation unless one is already waiting for a worker."""
+    if client.set(QUEUED_KEY, "1", nx=not force, ex=QUEUED_TTL):
+        task.apply_async()
+
+
+def started(client):
+    """Called by the task as it starts: announcements from now on need another evaluation."""
+    client.delete(QUEUED_KEY)

@@ -1,13 +1,22 @@
 """Thin Celery tasks of the alerts app: the logic lives in alerts.evaluate and alerts.delivery."""
 
+import logging
+
 from celery import shared_task
 
-from alerts import delivery, evaluate
+from alerts import delivery, evaluate, subscriber
+from streams import announce
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(name="alerts.evaluate", soft_time_limit=50, time_limit=60, ignore_result=True)
 def evaluate_batches():
     """Woken by the batch subscriber: evaluate everything committed so far."""
+    try:
+        subscriber.started(announce.client())
+    except Exception as exc:  # Redis down: the flag expires by itself
+        log.warning("could not clear the evaluation flag (%s)", exc.__class__.__name__)
     return evaluate.catch_up()
 
 

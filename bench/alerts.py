@@ -135,7 +135,7 @@ def prepare(args, env, notifier):
 
 def start_celery(env, *arguments):
     log = open(VAR / f"celery-{arguments[0]}.log", "w")  # noqa: SIM115 (closed by stop)
-    command = [sys.executable, "-m", "celery", "-A", "fluxo", *arguments, "--loglevel", "WARNING"]
+    command = [sys.executable, "-m", "celery", "-A", "fluxo", *arguments, "--loglevel", "INFO"]
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log
 
 

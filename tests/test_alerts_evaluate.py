@@ -297,3 +297,33 @@ def test_the_preview_finds_what_live_evaluation_fires(client, source, api_token)
     unsaved_deletes = Rule(**{k: v for k, v in presets.PRESETS["delete-lead"].items()})
     assert [f.hits for f in preview.preview(unsaved_deletes, hours=1, now=timezone.now()).firings] == [2]
     assert not Alert.objects.filter(rule=deletes).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_evaluator_does_not_wait_for_the_first_and_the_first_takes_its_batches(client, source, api_token):
+    import threading
+
+    from django.db import connection, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent evaluators need PostgreSQL")
+    rule = from_preset("delete-lead")
+    holding, release = threading.Event(), threading.Event()
+
+    def first_run():
+        with transaction.atomic(), connection.cursor() as cursor:
+            evaluate._lock_floor(cursor)
+            holding.set()
+            release.wait(10)
+        connection.close()
+
+    thread = threading.Thread(target=first_run)
+    thread.start()
+    holding.wait(10)
+    legacy_push(client, source, api_token, [activity(DELETE_LEAD)])
+    assert evaluate.evaluate() is None  # busy: this worker slot is free again at once
+    assert evaluate.catch_up() is False
+    release.set()
+    thread.join()
+    assert evaluate.catch_up() is True
+    assert Alert.objects.get(rule=rule).hits == 1
