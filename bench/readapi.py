@@ -71,6 +71,25 @@ def setup_django():
     call_command("migrate", verbosity=0)
 
 
+def _exists(name):
+    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
+
+
+def _filled():
+    """The sources of a database kept filled by an earlier --keep run, else None."""
+    from streams.models import Event, Source
+
+    sources = list(Source.objects.filter(name__in=["S1", "S2", "S3"]).order_by("name"))
+    if len(sources) == 3 and Event.objects.exists():
+        from django.contrib.auth.models import Group, User
+
+        User.objects.filter(username="viewer").delete()
+        Group.objects.filter(name="viewers").delete()
+        return sources
+    return None
+
+
 def fill(rows):
     from streams.models import Batch, Source
 
@@ -125,6 +144,58 @@ def queries(sources):
         sql, params = queryset.query.sql_with_params()
         built.append((label, sql, params))
     return built
+
+
+def since_cases():
+    """(label, query string) of received-time windows, where the API adds an id floor (streams.api._since_floor)."""
+    now = datetime.now(UTC)
+    day3, day4 = now - timedelta(days=4), now - timedelta(days=3)
+    return [
+        ("since the last hour", f"since={(now - timedelta(hours=1)).isoformat()}"),
+        ("since the last hour, after=1", f"since={(now - timedelta(hours=1)).isoformat()}&after=1"),
+        ("since 6 days ago (most of the table)", f"since={(now - timedelta(days=6)).isoformat()}"),
+        ("since 3.5 days ago (half)", f"since={(now - timedelta(days=3.5)).isoformat()}"),
+        ("one day in the middle (since & until)", f"since={day3.isoformat()}&until={day4.isoformat()}"),
+        ("since a week and a day ago (all)", f"since={(now - timedelta(days=8)).isoformat()}"),
+        (
+            "since the last hour, source 5 % & audit",
+            f"since={(now - timedelta(hours=1)).isoformat()}&SMALL&stream=audit",
+        ),
+        (
+            "since the last hour, stream notification",
+            f"since={(now - timedelta(hours=1)).isoformat()}&stream=notification",
+        ),
+        ("since the last hour, lead_id", f"since={(now - timedelta(hours=1)).isoformat()}&lead_id=4242"),
+    ]
+
+
+def time_since_queries(sources):
+    """Per since-window: the query as it was (no floor) against the API's now (probes + the floored query)."""
+    from django.http import QueryDict
+
+    from streams import api
+    from streams.models import Event
+
+    rows = []
+    for label, query in since_cases():
+        query = query.replace("SMALL", f"source={sources[2].id}")
+        params = QueryDict(query)
+        window = {"received_at__gte": api._time(params["since"])}
+        if "until" in params:
+            window["received_at__lt"] = api._time(params["until"])
+        rest = QueryDict(query, mutable=True)
+        rest.pop("since"), rest.pop("until", None)
+        before = api.filtered(Event.objects.all(), rest).filter(**window).values(*api.FIELDS)[: api.DEFAULT_LIMIT + 1]
+        probes = []
+        for _ in range(3):
+            started = time.perf_counter()
+            after = api.filtered(Event.objects.all(), params).values(*api.FIELDS)[: api.DEFAULT_LIMIT + 1]
+            str(after.query)  # the floor is computed by now
+            probes.append((time.perf_counter() - started) * 1000)
+        timed = time_queries([("before", *before.query.sql_with_params()), ("after", *after.query.sql_with_params())])
+        same = list(before.values_list("id", flat=True)) == list(after.values_list("id", flat=True))
+        rows.append((label, timed["before"], min(probes), timed["after"], same))
+    return rows
 
 
 def time_queries(built):
@@ -185,16 +256,29 @@ def ingest_cost(sources):
 
 
 def main():
+    global DATABASE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--database", default=DATABASE, help="the database to create and drop")
+    parser.add_argument("--since-only", action="store_true", help="only the since-windows, before and after")
+    parser.add_argument("--keep", action="store_true", help="keep the filled database, and reuse it next time")
     args = parser.parse_args()
-    admin(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-    admin(f"CREATE DATABASE {DATABASE}")
+    DATABASE = args.database
+    if not args.keep:
+        admin(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+    if not _exists(DATABASE):
+        admin(f"CREATE DATABASE {DATABASE}")
     try:
         setup_django()
         from django.db import connection
 
-        sources = fill(args.rows)
+        sources = _filled() or fill(args.rows)
+        print(f"\nsince-windows (load average {os.getloadavg()[0]:.2f}): before ms | after: probes ms + query ms")
+        for label, before, probes, after, same in time_since_queries(sources):
+            print(f"  {label:<44}{before[0]:>9} ms {before[1]:<32} | {probes:.2f} + {after[0]} ms {after[1]}", end="")
+            print("" if same else "  RESULTS DIFFER")
+        if args.since_only:
+            return
         built = queries(sources)
         rounds = {"as migrated": (time_queries(built), ingest_cost(sources))}
         for name, ddl in CANDIDATES.items():
@@ -214,7 +298,8 @@ def main():
         from django.db import connections
 
         connections.close_all()
-        admin(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        if not args.keep:
+            admin(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
 
 
 if __name__ == "__main__":

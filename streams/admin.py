@@ -9,7 +9,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from streams import announce, endpoints, oauth
+from streams import announce, auth, endpoints, oauth
 from streams.auth import issue_api_token
 from streams.models import ApiToken, Event, Source, SourceToken, ValidationRequest
 
@@ -70,11 +70,16 @@ class SourceForm(forms.ModelForm):
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
     form = SourceForm
-    list_display = ("name", "munchkin_id", "legacy_auth", "adobe_client_id", "setup_link")
+    list_display = ("name", "munchkin_id", "legacy_auth", "previous_auth_until", "adobe_client_id", "setup_link")
     search_fields = ("name", "munchkin_id")
     filter_horizontal = ("viewer_groups",)
+    readonly_fields = ("previous_credentials",)
     inlines = [SourceTokenInline]
-    actions = ["issue_token", "make_fluxo_oauth_provider"]
+    actions = ["issue_token", "make_fluxo_oauth_provider", "end_auth_grace"]
+
+    @admin.display(description="Replaced credentials still accepted")
+    def previous_credentials(self, obj):
+        return _grace_text(auth.grace_summary(obj)) if obj.pk else "-"
 
     @admin.display(description="Setup")
     def setup_link(self, obj):
@@ -87,7 +92,10 @@ class SourceAdmin(admin.ModelAdmin):
             token = issue_api_token(source)
             self.message_user(request, f"New API token for {source.name} (shown once): {token}", messages.WARNING)
 
-    @admin.action(description="Make Fluxo the OAuth provider (new client id and secret; a previous one stops working)")
+    @admin.action(
+        description="Make Fluxo the OAuth provider (new client id and secret; "
+        "the replaced credentials work for the grace period)"
+    )
     def make_fluxo_oauth_provider(self, request, queryset):
         token_url = endpoints.absolute(reverse("oauth2_token"), request)
         for source in queryset:
@@ -98,6 +106,12 @@ class SourceAdmin(admin.ModelAdmin):
                 f"and client secret (shown once) {secret}",
                 messages.WARNING,
             )
+
+    @admin.action(description="End the grace period now (replaced credentials stop working)")
+    def end_auth_grace(self, request, queryset):
+        for source in queryset:
+            auth.end_grace(source)
+        self.message_user(request, f"Only the current credentials are accepted now ({queryset.count()} sources).")
 
     def get_urls(self):
         setup = self.admin_site.admin_view(self.setup_view)
@@ -117,9 +131,19 @@ class SourceAdmin(admin.ModelAdmin):
             "validations": source.validation_requests.all()[:10],
             "rejections": announce.recent_rejections(source.id, 20),
             "counters": announce.counters(source.id),
+            "grace": auth.grace_summary(source),
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/streams/source/setup.html", context)
+
+
+def _grace_text(summary):
+    if not summary:
+        return "none"
+    return "; ".join(
+        f"{item['label']} ({item['detail']}) until {item['until']}, last used {item['last_used_at'] or 'never'}"
+        for item in summary
+    )
 
 
 @admin.register(Event)

@@ -1,11 +1,13 @@
 import hashlib
 import re
 import secrets
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.core.validators import MaxValueValidator
+from django.db import models, transaction
 from django.utils import timezone
 
 MUNCHKIN_ID_RE = re.compile(r"^[0-9]{3}-[A-Z]{3}-[0-9]{3}$")
@@ -32,8 +34,59 @@ class Stream(models.TextChoices):
     OTHER = "other", "Other"
 
 
+# What the legacy push checks, per kind of legacy auth; API tokens are the live SourceToken rows.
+CREDENTIAL_FIELDS = {
+    "token": (),
+    "oauth_jwt": ("oauth_jwks_url", "oauth_issuer", "oauth_audience"),
+    "oauth_introspection": (
+        "oauth_introspection_url",
+        "oauth_introspection_client_id",
+        "oauth_introspection_client_secret",
+        "oauth_issuer",
+        "oauth_audience",
+    ),
+    "oauth_fluxo": ("oauth_application_id",),
+}
+# Without these a set of credentials accepts nothing (and is not worth keeping through a grace period).
+_REQUIRED_CREDENTIALS = {
+    "token": ("token_ids",),
+    "oauth_jwt": ("oauth_jwks_url", "oauth_issuer", "oauth_audience"),
+    "oauth_introspection": (
+        "oauth_introspection_url",
+        "oauth_introspection_client_id",
+        "oauth_introspection_client_secret",
+    ),
+    "oauth_fluxo": ("oauth_application_id",),
+}
+_CREDENTIAL_COLUMNS = frozenset(
+    {"legacy_auth", "oauth_application"} | {f for fields in CREDENTIAL_FIELDS.values() for f in fields}
+)
+DEFAULT_AUTH_GRACE_HOURS = 24
+MAX_AUTH_GRACE_HOURS = 24 * 30
+# Replaced credential sets kept at once (besides the current one): bounds what a failing push costs.
+MAX_PREVIOUS_CREDENTIALS = 2
+
+
+def grace_ends(entry):
+    """When a kept credential set (an element of Source.previous_auth) stops being accepted."""
+    return datetime.fromisoformat(entry["until"])
+
+
+def _without_deadline(entry):
+    return {name: value for name, value in entry.items() if name != "until"}
+
+
+def _accepts_something(credentials):
+    return all(credentials.get(name) for name in _REQUIRED_CREDENTIALS.get(credentials["legacy_auth"], ("-",)))
+
+
 class Source(models.Model):
-    """One Marketo instance (Munchkin ID) and the credentials its streams arrive with."""
+    """One Marketo instance (Munchkin ID) and the credentials its streams arrive with.
+
+    Changing the legacy push's credentials (the kind of legacy auth, its provider settings, Fluxo's
+    OAuth client) keeps the replaced ones accepted for ``auth_grace_hours`` (``previous_auth``), as
+    two live API tokens do for a rotation: a sender mid-migration keeps delivering.
+    """
 
     class LegacyAuth(models.TextChoices):
         TOKEN = "token", "API token in the Authorization header"
@@ -66,12 +119,93 @@ class Source(models.Model):
     )
     viewer_groups = models.ManyToManyField(Group, blank=True, related_name="fluxo_sources")
     created_at = models.DateTimeField(default=timezone.now)
+    auth_grace_hours = models.PositiveIntegerField(
+        default=DEFAULT_AUTH_GRACE_HOURS,
+        validators=[MaxValueValidator(MAX_AUTH_GRACE_HOURS)],
+        verbose_name="grace period (hours)",
+        help_text="When the legacy auth or its OAuth client changes, the replaced credentials keep working "
+        "this many hours, so a sender mid-migration loses nothing. 0: they stop at once.",
+    )
+    # The replaced credential sets still accepted, newest first: credentials() dicts, each with its
+    # "until" (ISO 8601). Secrets in them are as sensitive as the columns they were copied from.
+    previous_auth = models.JSONField(default=list, blank=True, editable=False)
+    # The latest "until" of previous_auth, or null: the receivers' cheap test for "any grace running".
+    previous_auth_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self):
         return f"{self.name} ({self.munchkin_id})"
+
+    def save(self, *args, **kwargs):
+        update_fields = kwargs.get("update_fields")
+        if self.pk is None or (update_fields is not None and not _CREDENTIAL_COLUMNS.intersection(update_fields)):
+            return super().save(*args, **kwargs)
+        with transaction.atomic():
+            retired = self._keep_replaced_credentials()
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "previous_auth", "previous_auth_until"}
+            super().save(*args, **kwargs)
+            retire_fluxo_clients(retired, self.oauth_application_id)
+
+    def credentials(self):
+        """What the legacy push accepts now: the kind of auth and the settings it checks (secrets too).
+
+        For API tokens, the ids of the live tokens (one query).
+        """
+        found = {"legacy_auth": self.legacy_auth}
+        found.update({name: getattr(self, name) for name in CREDENTIAL_FIELDS.get(self.legacy_auth, ())})
+        if self.legacy_auth == self.LegacyAuth.TOKEN:
+            live = SourceToken.objects.filter(source_id=self.pk, revoked_at=None).values_list("id", flat=True)
+            found["token_ids"] = sorted(live) if self.pk else []
+        return found
+
+    def previous_credentials(self, now=None):
+        """The replaced credential sets still accepted at ``now``, newest first."""
+        now = now or timezone.now()
+        if self.previous_auth_until is None or self.previous_auth_until <= now:
+            return []
+        return [entry for entry in self.previous_auth if grace_ends(entry) > now]
+
+    def _keep_replaced_credentials(self):
+        """Move the stored credentials into previous_auth when this save replaces them.
+
+        Returns the ids of Fluxo OAuth clients no longer accepted (to delete). A change while a grace
+        period runs keeps the older set too (the sender may still be on either), up to
+        MAX_PREVIOUS_CREDENTIALS; a set that becomes current again leaves the list.
+        """
+        stored = type(self).objects.select_for_update().filter(pk=self.pk).first()
+        if stored is None:
+            return []
+        before, after = stored.credentials(), self.credentials()
+        if before == after:
+            return []
+        now = timezone.now()
+        kept = [entry for entry in self.previous_credentials(now) if _without_deadline(entry) != after]
+        if self.auth_grace_hours and _accepts_something(before):
+            until = now + timedelta(hours=self.auth_grace_hours)
+            kept.insert(0, {**before, "until": until.isoformat()})
+        kept = kept[:MAX_PREVIOUS_CREDENTIALS]
+        self.set_previous_credentials(kept)
+        still = {entry.get("oauth_application_id") for entry in kept}
+        replaced = {entry.get("oauth_application_id") for entry in [before, *stored.previous_auth]}
+        return sorted(replaced - still - {None})
+
+    def set_previous_credentials(self, entries):
+        self.previous_auth = entries
+        self.previous_auth_until = max((grace_ends(entry) for entry in entries), default=None)
+
+
+def retire_fluxo_clients(application_ids, keep=None):
+    """Delete Fluxo OAuth clients (and so every token they issued), except the one still linked."""
+    from oauth2_provider.models import get_application_model
+
+    doomed = {pk for pk in application_ids if pk is not None and pk != keep}
+    if doomed:
+        get_application_model().objects.filter(pk__in=doomed).exclude(
+            pk__in=Source.objects.filter(oauth_application_id__in=doomed).values("oauth_application_id")
+        ).delete()
 
 
 class SourceToken(models.Model):

@@ -341,7 +341,9 @@ def create_fluxo_client(source, replace=False):
 
     A confidential client-credentials application is created and linked to the source, whose
     legacy auth becomes ``oauth_fluxo``. The secret is stored hashed: this is the only time it
-    is seen. ``replace`` deletes a previous application, and with it every token it issued.
+    is seen. ``replace`` replaces a previous application: like the API token or provider settings
+    this replaces, it keeps working for the source's grace period (``Source.auth_grace_hours``;
+    at once when 0), then it is deleted with every token it issued.
     """
     application_model = get_application_model()
     secret = generate_client_secret()
@@ -359,9 +361,8 @@ def create_fluxo_client(source, replace=False):
         )
         source.oauth_application = application
         source.legacy_auth = Source.LegacyAuth.OAUTH_FLUXO
+        # Source.save keeps what this replaces through the grace period (or deletes a replaced client).
         source.save(update_fields=["oauth_application", "legacy_auth"])
-        if previous is not None:
-            previous.delete()
     return application.client_id, secret
 
 

@@ -390,6 +390,7 @@ def test_a_provider_on_a_private_address_is_not_asked_when_private_urls_are_refu
 
 def test_a_jwt_source_without_an_audience_refuses_every_token(jwt_source, rsa_key, push):
     jwt_source.oauth_audience = ""
+    jwt_source.auth_grace_hours = 0  # else the replaced settings still accept it (tests/test_auth_grace.py)
     jwt_source.save()
     assert_refused(push(jwt_source, rsa_key.token()))
 
@@ -433,6 +434,7 @@ def test_anything_but_active_true_and_unexpired_is_refused(introspection_source,
 
 def test_introspection_checks_issuer_and_audience_when_the_source_names_them(introspection_source, idp, push):
     introspection_source.oauth_issuer, introspection_source.oauth_audience = ISSUER, AUDIENCE
+    introspection_source.auth_grace_hours = 0  # else the replaced settings still accept them
     introspection_source.save()
     idp.introspection["right"] = {"active": True, "iss": ISSUER, "aud": [AUDIENCE]}
     idp.introspection["wrong-aud"] = {"active": True, "iss": ISSUER, "aud": "https://other.example.com/"}
@@ -474,6 +476,7 @@ def test_introspection_errors_give_503(introspection_source, idp, push, status):
 def test_wrong_introspection_credentials_give_503_not_401(introspection_source, idp, push):
     # The provider refusing Fluxo says nothing about Marketo's token: retry once the admin fixes it.
     introspection_source.oauth_introspection_client_secret = "wrong"
+    introspection_source.auth_grace_hours = 0  # else the replaced (right) secret still works
     introspection_source.save()
     idp.introspection["opaque-1"] = {"active": True}
     assert_refused(push(introspection_source, "opaque-1"), 503)
@@ -559,7 +562,9 @@ def test_an_unknown_bearer_is_refused_on_a_fluxo_source(source, push):
     assert_refused(push(source, "made-up-token"))
 
 
-def test_replacing_the_client_stops_its_tokens(source, push, fluxo_token):
+def test_replacing_the_client_without_a_grace_period_stops_its_tokens(source, push, fluxo_token):
+    source.auth_grace_hours = 0  # tests/test_auth_grace.py: what a grace period keeps working
+    source.save()
     old = fluxo_token(*oauth.create_fluxo_client(source))
     with pytest.raises(oauth.ClientExists):
         oauth.create_fluxo_client(source)
@@ -590,7 +595,7 @@ def test_create_oauth_client_refuses_to_replace_unless_asked(source):
     with pytest.raises(CommandError, match="--replace"):
         call_command("create_oauth_client", source.name, stdout=io.StringIO())
     call_command("create_oauth_client", source.name, "--replace", stdout=io.StringIO())
-    assert Application.objects.count() == 1
+    assert Application.objects.count() == 2  # the replaced one lives on through the grace period
 
 
 def test_create_oauth_client_refuses_an_unknown_source(db):
@@ -624,6 +629,7 @@ def change_form(source, **changes):
         "name": source.name,
         "munchkin_id": source.munchkin_id,
         "legacy_auth": source.legacy_auth,
+        "auth_grace_hours": str(source.auth_grace_hours),
         "created_at_0": "2026-01-01",
         "created_at_1": "00:00:00",
         "tokens-TOTAL_FORMS": "0",

@@ -1,7 +1,7 @@
 """The read API: pages and NDJSON of stored events, filters, keyset pagination, auth, visibility, 503."""
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -369,6 +369,44 @@ def test_since_and_until_select_a_window_on_received_time(get, three_hours, para
     assert [row["primary_attribute"] for row in ndjson_lines(get(NDJSON, **params))] == [
         f"value {hour}" for hour in hours
     ]
+
+
+@pytest.fixture
+def out_of_order(push):
+    """30 events, id order = received order (a minute apart from 09:00) but for two: the third was
+    received late (09:28:30, as a request that committed late), the 28th early (09:00:30)."""
+    push([activity(n) for n in range(30)])
+    ids = list(Event.objects.order_by("id").values_list("id", flat=True))
+    base = datetime(2026, 4, 20, 9, tzinfo=UTC)
+    for n, event_id in enumerate(ids):
+        minutes = {2: 28.5, 27: 0.5}.get(n, n)
+        Event.objects.filter(id=event_id).update(received_at=base + timedelta(minutes=minutes))
+    return ids
+
+
+@pytest.mark.parametrize(
+    ("params", "after", "picked"),
+    [
+        ({"since": "2026-04-20T09:25:00Z"}, None, [2, 25, 26, 28, 29]),  # the tail: the API starts from an id floor
+        ({"since": "2026-04-20T09:00:15Z", "until": "2026-04-20T09:02:00Z"}, None, [1, 27]),
+        ({"since": "2026-04-20T08:00:00Z"}, None, list(range(30))),  # from the oldest: no floor needed
+        ({"since": "2026-04-20T09:25:00Z"}, 0, [2, 25, 26, 28, 29]),
+        ({"since": "2026-04-20T09:25:00Z"}, 2, [25, 26, 28, 29]),
+        ({"since": "2026-04-20T10:00:00Z"}, None, []),
+    ],
+)
+def test_since_finds_every_event_of_the_window_whatever_its_id(get, out_of_order, params, after, picked):
+    if after is not None:
+        params = {**params, "after": str(out_of_order[after])}
+    expected = [out_of_order[n] for n in picked]
+    assert [row["id"] for row in results(get(**params))] == expected
+    assert [row["id"] for row in ndjson_lines(get(NDJSON, **params))] == expected
+
+
+def test_since_pages_follow_next_through_an_out_of_order_window(client, admin_token, out_of_order):
+    ids, nexts = follow(client, admin_token, f"http://testserver{EVENTS}?limit=2&since=2026-04-20T09:25:00Z")
+    assert ids == [out_of_order[n] for n in (2, 25, 26, 28, 29)]
+    assert len(nexts) == 3
 
 
 @pytest.mark.parametrize(

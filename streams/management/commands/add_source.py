@@ -37,9 +37,10 @@ class Command(BaseCommand):
             raise CommandError(f"a source with Munchkin ID {munchkin_id} exists already")
         with transaction.atomic():
             source = Source.objects.create(name=name, munchkin_id=munchkin_id, adobe_client_id=adobe_client_id)
-            # With Fluxo as the OAuth provider no API token is needed: one is made only if given.
-            token = issue_api_token(source, api_token) if api_token or not oauth_fluxo else None
             client = oauth.create_fluxo_client(source) if oauth_fluxo else None
+            # With Fluxo as the OAuth provider no API token is needed: one is made only if given. After
+            # the client, so that it is not taken for credentials being replaced (and kept 24 h).
+            token = issue_api_token(source, api_token) if api_token or not oauth_fluxo else None
         self._print(source, None if api_token else token, options["json"], client)
 
     def _print(self, source, generated_token, as_json, client=None):

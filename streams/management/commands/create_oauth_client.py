@@ -5,7 +5,7 @@ from django.db.models import Q
 from django.urls import reverse
 
 from streams import endpoints, oauth
-from streams.models import Source
+from streams.models import MAX_AUTH_GRACE_HOURS, Source
 
 
 class Command(BaseCommand):
@@ -17,12 +17,25 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("source", help="the source's name or id")
         parser.add_argument(
-            "--replace", action="store_true", help="replace an existing client (its tokens stop working at once)"
+            "--replace",
+            action="store_true",
+            help="replace an existing client (it keeps working for the source's grace period, then is deleted)",
+        )
+        parser.add_argument(
+            "--grace-hours",
+            type=int,
+            help=f"set the source's grace period first (0 to {MAX_AUTH_GRACE_HOURS}; 0: what this replaces "
+            "stops at once)",
         )
         parser.add_argument("--json", action="store_true", help="print exactly one JSON document on stdout")
 
-    def handle(self, *args, source, replace, json, **options):
+    def handle(self, *args, source, replace, json, grace_hours, **options):
         found = self._source(source)
+        if grace_hours is not None:
+            if not 0 <= grace_hours <= MAX_AUTH_GRACE_HOURS:
+                raise CommandError(f"--grace-hours: expected 0 to {MAX_AUTH_GRACE_HOURS}")
+            found.auth_grace_hours = grace_hours
+            found.save(update_fields=["auth_grace_hours"])
         try:
             client_id, secret = oauth.create_fluxo_client(found, replace=replace)
         except oauth.ClientExists as exc:
