@@ -146,6 +146,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "prune-old-events": {"task": "streams.prune_events", "schedule": 3600.0},
+    # Replaced legacy-push credentials past their grace period: their Fluxo OAuth clients go.
+    "retire-expired-grace": {"task": "streams.retire_expired_grace", "schedule": 3600.0},
     # Adobe's validation URLs expire 5 minutes after they arrive.
     "open-validation-urls": {"task": "streams.open_validation_urls", "schedule": 20.0},
     # Per-minute rollups for the dashboards' history (web processes also roll up as batches arrive).

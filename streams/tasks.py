@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from streams import retention, validation
+from streams import auth, retention, validation
 
 
 @shared_task(name="streams.prune_events", soft_time_limit=1700, time_limit=1800)
@@ -13,3 +13,9 @@ def prune_events():
 @shared_task(name="streams.open_validation_urls", soft_time_limit=50, time_limit=60)
 def open_validation_urls():
     return validation.open_pending()
+
+
+@shared_task(name="streams.retire_expired_grace", soft_time_limit=50, time_limit=60)
+def retire_expired_grace():
+    """Delete the Fluxo OAuth clients of replaced credentials whose grace period has ended."""
+    return auth.retire_expired_grace()
