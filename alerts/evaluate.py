@@ -61,15 +61,20 @@ def evaluate(limit=LIMIT, now=None):
         floor = _lock_floor(cursor, wait=False)
         if floor is None:
             return None
-        cursor.execute(_CLAIM, [floor, limit])
-        claimed = [row[0] for row in cursor.fetchall()]
-        if claimed:
-            rules = compiled.active_rules()
-            if rules.rules:
-                apply(rules, events_of(claimed, rules.needs_raw), now or timezone.now(), effects)
-        _advance_floor(cursor, floor, now or timezone.now())
+        claimed, _ = _evaluate_locked(cursor, floor, limit, now or timezone.now(), effects)
         transaction.on_commit(effects.after_commit)
-    return len(claimed)
+    return claimed
+
+
+def _evaluate_locked(cursor, floor, limit, now, effects):
+    """One run with the floor held: (batches evaluated, the floor after it)."""
+    cursor.execute(_CLAIM, [floor, limit])
+    claimed = [row[0] for row in cursor.fetchall()]
+    if claimed:
+        rules = compiled.active_rules()
+        if rules.rules:
+            apply(rules, events_of(claimed, rules.needs_raw), now, effects)
+    return len(claimed), _advance_floor(cursor, floor, now)
 
 
 def catch_up(limit=LIMIT, max_runs=50):
@@ -232,14 +237,26 @@ def _minutes(delta):
 # --- The tick -------------------------------------------------------------------------------------------
 
 
+TICK_RUNS = 10  # evaluation runs a tick may make itself before it judges absences
+
+
 def tick(now=None):
-    """Catch up, then everything that time alone changes. Returns a dict of what it did (for logs and tests)."""
-    drained = catch_up()
+    """Catch up, then everything that time alone changes. Returns a dict of what it did (for logs and tests).
+
+    The tick waits for the evaluator's lock and evaluates what is left under it, so it knows whether
+    every batch received so far is evaluated even while evaluations run back to back under load.
+    """
     now = now or timezone.now()
     effects = lifecycle.Effects()
-    done = {"drained": drained}
     with transaction.atomic(), connection.cursor() as cursor:
-        _lock_floor(cursor)  # one tick or evaluation at a time
+        floor = _lock_floor(cursor)  # one tick or evaluation at a time
+        drained = False
+        for _ in range(TICK_RUNS):
+            claimed, floor = _evaluate_locked(cursor, floor, LIMIT, timezone.now(), effects)
+            if claimed == 0:
+                drained = True
+                break
+        done = {"drained": drained}
         rules = compiled.active_rules()
         done["thresholds"] = _recheck_open(rules, now, effects)
         if drained:  # an absence is judged only once every event received so far is evaluated
@@ -400,14 +417,16 @@ def _advance_floor(cursor, floor, now):
     cursor.execute("SELECT MAX(id) FROM streams_batch WHERE id > %s AND received_at < %s", [floor, cutoff])
     candidate = cursor.fetchone()[0]
     if candidate is None:
-        return
+        return floor
     cursor.execute(f"SELECT MIN(b.id) {_PENDING}", [floor])
     first_pending = cursor.fetchone()[0]
     if first_pending is not None:
         candidate = min(candidate, first_pending - 1)
-    if candidate > floor:
-        cursor.execute("UPDATE alerts_evaluatorfloor SET batch_id = %s WHERE id = 1", [candidate])
-        cursor.execute("DELETE FROM alerts_evaluatedbatch WHERE batch_id <= %s", [candidate])
+    if candidate <= floor:
+        return floor
+    cursor.execute("UPDATE alerts_evaluatorfloor SET batch_id = %s WHERE id = 1", [candidate])
+    cursor.execute("DELETE FROM alerts_evaluatedbatch WHERE batch_id <= %s", [candidate])
+    return candidate
 
 
 def prune(now=None, keep_windows=timedelta(days=2)):
