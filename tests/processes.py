@@ -183,6 +183,10 @@ class TcpProxy:
             self._conns.clear()
 
 
+# One task at a time in the worker's own process: what the tests that start a worker run.
+SOLO_WORKER = ("worker", "--pool", "solo", "--without-mingle", "--without-gossip", "--loglevel", "INFO")
+
+
 @contextlib.contextmanager
 def celery(env, *args):
     """A real Celery process (``worker --pool solo …`` or ``beat``) with ``env``; yields the Popen."""

@@ -3,14 +3,11 @@ delivery claimed; the sweeper puts it back and the next worker delivers it (it m
 
 import signal
 import sqlite3
-import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
 from tests.alerts_receivers import Receiver
-from tests.processes import BIN, ROOT, bare_env, manage, stop_embedded_redis
+from tests.processes import SOLO_WORKER, bare_env, celery, manage, stop_embedded_redis, wait_for
 
 SETUP = """
 from django.utils import timezone
@@ -35,18 +32,6 @@ def shell(env, code):
     return manage(env, "shell", "-c", code).strip().splitlines()[-1]
 
 
-def start_worker(env, log_path):
-    log = open(log_path, "w")  # noqa: SIM115 (closed with the process)
-    process = subprocess.Popen(
-        [str(BIN / "celery"), "-A", "fluxo", "worker", "--pool", "solo", "--without-mingle", "--without-gossip"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    return process, log
-
-
 def row(db, delivery_id):
     with sqlite3.connect(db) as conn:
         return conn.execute("select status, attempts from alerts_delivery where id = ?", [delivery_id]).fetchone()
@@ -58,40 +43,29 @@ def outcomes(db, delivery_id):
         return [r[0] for r in conn.execute(query, [delivery_id])]
 
 
-def wait_for(check, what, logs, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}:\n" + "\n".join(Path(p).read_text()[-3000:] for p in logs))
-
-
 @pytest.mark.slow
 def test_a_worker_killed_mid_send_is_swept_and_the_next_worker_delivers(tmp_path):
     slack = Receiver()
     env = bare_env(tmp_path, FLUXO_ALLOW_PRIVATE_URLS="1")
     db = tmp_path / "fluxo.sqlite3"
-    workers = []
     try:
         manage(env, "migrate", "--noinput")
         delivery_id = int(shell(env, SETUP.format(url=slack.url)))
-        logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
 
         slack.hold()  # Slack takes the request and does not answer
-        workers.append(start_worker(env, logs[0]))
-        assert shell(env, DISPATCH) == f"[{delivery_id}]"
-        wait_for(slack.arrived.is_set, "the first worker's request", logs[:1])
-        workers[0][0].send_signal(signal.SIGKILL)
-        workers[0][0].wait(timeout=30)
+        with celery(env, *SOLO_WORKER) as first:
+            assert shell(env, DISPATCH) == f"[{delivery_id}]"
+            wait_for(slack.arrived.is_set)
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=30)
         assert row(db, delivery_id) == ("claimed", 0)
 
         slack.release()
         assert shell(env, SWEEP) == "1"
         assert row(db, delivery_id)[0] == "pending"
-        workers.append(start_worker(env, logs[1]))
-        shell(env, DISPATCH)
-        wait_for(lambda: row(db, delivery_id)[0] == "sent", "the second worker to deliver", logs)
+        with celery(env, *SOLO_WORKER):
+            shell(env, DISPATCH)
+            wait_for(lambda: row(db, delivery_id)[0] == "sent")
 
         assert row(db, delivery_id) == ("sent", 1)
         assert outcomes(db, delivery_id) == ["abandoned", "sent"]
@@ -99,13 +73,5 @@ def test_a_worker_killed_mid_send_is_swept_and_the_next_worker_delivers(tmp_path
         assert slack.requests[0].body == slack.requests[1].body
         assert slack.requests[1].json()["blocks"][0]["type"] == "header"
     finally:
-        for process, log in workers:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-            log.close()
         slack.close()
         stop_embedded_redis(tmp_path)

@@ -7,11 +7,9 @@ import orjson
 import pytest
 
 from tests.ingest import activity
-from tests.processes import bare_env, celery, daphne, http, manage, stop_embedded_redis, wait_for
+from tests.processes import SOLO_WORKER, bare_env, celery, daphne, http, manage, stop_embedded_redis, wait_for
 
 pytestmark = pytest.mark.slow
-
-WORKER = ("worker", "--pool", "solo", "--without-mingle", "--without-gossip", "--loglevel", "INFO")
 
 
 @pytest.fixture
@@ -38,7 +36,7 @@ def alerts(db):
 
 def test_the_worker_hears_a_committed_batch_and_fires_without_the_beat(system):
     env, source, db = system
-    with daphne(env) as base, celery(env, *WORKER):
+    with daphne(env) as base, celery(env, *SOLO_WORKER):
         push_delete_lead(base, source)
         assert wait_for(lambda: alerts(db), timeout=60) == [("fired", 1)]
 
@@ -50,5 +48,5 @@ def test_events_ingested_while_redis_is_down_still_fire_once_it_is_back(system, 
         push_delete_lead(base, source)  # acknowledged: stored, though nobody could be told
         assert alerts(db) == []
         # The next Fluxo process to start brings Redis back; the beat's tick catches up.
-        with celery(env, *WORKER), celery(env, "beat", "--loglevel", "INFO"):
+        with celery(env, *SOLO_WORKER), celery(env, "beat", "--loglevel", "INFO"):
             assert wait_for(lambda: alerts(db), timeout=90) == [("fired", 1)]
