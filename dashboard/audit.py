@@ -1,7 +1,8 @@
 """Asset changes by user, from the User Audit stream: who changed which kind of asset, and how.
 
 V1.0 events name a user by number (``user``), V2.0 by e-mail (``userId``); an event that carries
-both (the hybrid V1.0 shape) tells which number is which person, so both are shown as one.
+both (the hybrid V1.0 shape) tells which number is which person, so both are shown as one. What such
+events told is kept (dashboard.models.AuditPerson, per source), so the match holds in any range.
 Audit volume is that of people at work, so these read the events themselves, grouped in SQL.
 """
 
@@ -12,6 +13,7 @@ from django.db.models import Count
 
 from dashboard import figures
 from dashboard.feed import LOGIN_FAILURE
+from dashboard.models import AuditPerson
 from streams.models import Event
 
 MAX_USERS = 20
@@ -29,26 +31,39 @@ def changes(source_ids, since, until):
     """Changes grouped by person, component type and action, in [since, until) (received time)."""
     rows = list(
         Event.objects.filter(stream="audit", source_id__in=source_ids, received_at__gte=since, received_at__lt=until)
-        .values("user_numeric", "user_email", "component_type", "action")
+        .values("source_id", "user_numeric", "user_email", "component_type", "action")
         .annotate(n=Count("id"))
     )
-    emails = people(rows)
+    emails = {**known_people(source_ids), **people(rows)}
     return [
-        Change(person_of(r["user_numeric"], r["user_email"], emails), r["component_type"] or "?", r["action"], r["n"])
+        Change(
+            person_of(r["user_numeric"], r["user_email"], emails, r["source_id"]),
+            r["component_type"] or "?",
+            r["action"],
+            r["n"],
+        )
         for r in rows
     ]
 
 
+def known_people(source_ids):
+    """{(source id, user number): e-mail} that earlier events told."""
+    found = AuditPerson.objects.filter(source_id__in=source_ids).values_list("source_id", "user_numeric", "user_email")
+    return {(source_id, numeric): email for source_id, numeric, email in found}
+
+
 def people(rows):
-    """{user number: e-mail} from the events that carry both."""
-    return {r["user_numeric"]: r["user_email"] for r in rows if r["user_numeric"] and r["user_email"]}
+    """{(source id, user number): e-mail} from the events that carry both."""
+    return {
+        (r.get("source_id"), r["user_numeric"]): r["user_email"] for r in rows if r["user_numeric"] and r["user_email"]
+    }
 
 
-def person_of(numeric, email, emails):
+def person_of(numeric, email, emails, source_id=None):
     if email:
         return email
-    if numeric in emails:
-        return emails[numeric]
+    if (source_id, numeric) in emails:
+        return emails[(source_id, numeric)]
     return f"user #{numeric}" if numeric else "(unknown user)"
 
 

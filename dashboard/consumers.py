@@ -1,36 +1,48 @@
 """The live socket, for logged-in people and the sources they may see.
 
-``/ws/live/?source=<id>|all`` follows the overview: ``live.delta`` frames (dashboard.tick).
-``/ws/live/?view=tail&source=…&type=…&lead=…&campaign=…`` tails lead activities through a filter
-applied on the server: ``live.tail`` frames.
+``/ws/live/?source=<id>|all`` follows the overview: ``live.delta`` and ``live.health`` frames
+(dashboard.tick). ``/ws/live/?view=tail&source=…&type=…&lead=…&campaign=…`` tails lead activities
+through a filter applied on the server: ``live.tail`` frames.
 
 The session is authenticated in connect() (Channels' AuthMiddlewareStack put the user in the scope);
 an anonymous socket, or one asking for a source its user may not see, is refused before it joins
 any group. The first frame is ``live.hello`` ({"sources": [ids], "listening": bool}).
+
+Who sees what can change while a socket is open (a source added, a viewer group changed): every
+socket checks again, with the same rule as at connect, when such a change is announced
+(dashboard.signals, heard by the process's tick) and every RECHECK seconds in case a notice was
+lost. A socket watching "all" joins the groups of sources it may now see and leaves those it may no longer, then says
+``live.sources`` ({"sources": [ids]}), on which a page re-syncs; one watching a single source it
+may no longer see, or whose account was disabled, is closed.
 """
 
+import asyncio
+import contextlib
 import re
 from urllib.parse import parse_qs
 
 import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.contrib.auth import get_user_model
 
 from dashboard import tail, tick
 from dashboard.access import visible_sources
-from dashboard.groups import HELLO, source_group, tail_group
+from dashboard.groups import HELLO, SOURCES_FRAME, source_group, tail_group
 
 REFUSED_BAD_REQUEST = 4400
 REFUSED_ANONYMOUS = 4401
 REFUSED_SOURCE = 4403
 SUBSCRIBE_WAIT = 2.0
+RECHECK = 60.0  # seconds between checks of a socket's sources without a notice
 _SOURCE_ID = re.compile(r"[0-9]{1,18}")
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
     sources = ()
-    groups_joined = ()
     tail_filter = None
+    asked = "all"
+    _rechecking = None
 
     async def connect(self):
         user = self.scope.get("user")
@@ -44,46 +56,83 @@ class LiveConsumer(AsyncWebsocketConsumer):
         except tail.BadFilter:
             await self.close(code=REFUSED_BAD_REQUEST)
             return
-        sources = await database_sync_to_async(authorised_sources)(user, params.get("source", "all"))
+        self.asked = params.get("source", "all")
+        sources = await database_sync_to_async(authorised_sources)(user, self.asked)
         if sources is None:
             await self.close(code=REFUSED_SOURCE)
             return
-        await self._join(sources, tail_filter)
+        self.tail_filter, self._lock = tail_filter, asyncio.Lock()
+        await self._join(sources)
+        self._rechecking = asyncio.get_running_loop().create_task(self._recheck_every(RECHECK))
+        tick.of_this_loop().sockets.add(self)
         await self.accept()
         # Said once the tick listens, so a page that sees it misses no batch committed afterwards.
         listening = await tick.of_this_loop().wait_until_subscribed(SUBSCRIBE_WAIT)
         await self.send(text_data=orjson.dumps({"type": HELLO, "sources": sources, "listening": listening}).decode())
 
-    async def _join(self, sources, tail_filter):
-        if tail_filter is None:
-            names = [source_group(s) for s in sources]
-        else:
-            names = [tail_group(s, tail_filter.key()) for s in sources]
-        for name in names:
+    def _groups(self, sources):
+        if self.tail_filter is None:
+            return [source_group(s) for s in sources]
+        return [tail_group(s, self.tail_filter.key()) for s in sources]
+
+    async def _join(self, added):
+        for name in self._groups(added):
             await self.channel_layer.group_add(name, self.channel_name)
-        self.sources, self.groups_joined, self.tail_filter = sources, names, tail_filter
+        self.sources = sorted({*self.sources, *added})
         live = tick.of_this_loop()
-        if tail_filter is None:
-            live.join(sources)
+        if self.tail_filter is None:
+            live.join(added)
         else:
-            live.join_tail(sources, tail_filter)
+            live.join_tail(added, self.tail_filter)
+
+    async def _leave(self, removed):
+        for name in self._groups(removed):
+            await self.channel_layer.group_discard(name, self.channel_name)
+        self.sources = [s for s in self.sources if s not in set(removed)]
+        live = tick.of_this_loop()
+        if self.tail_filter is None:
+            live.leave(removed)
+        else:
+            live.leave_tail(removed, self.tail_filter)
 
     async def disconnect(self, code):
-        for name in self.groups_joined:
-            await self.channel_layer.group_discard(name, self.channel_name)
-        if self.groups_joined:
-            live = tick.of_this_loop()
-            if self.tail_filter is None:
-                live.leave(self.sources)
-            else:
-                live.leave_tail(self.sources, self.tail_filter)
-        self.sources, self.groups_joined = (), ()
+        if self._rechecking is not None:
+            self._rechecking.cancel()
+            self._rechecking = None
+            tick.of_this_loop().sockets.discard(self)
+        if self.sources:
+            await self._leave(list(self.sources))
 
     async def receive(self, text_data=None, bytes_data=None):
         """Nothing is expected from the browser; what it sends is ignored."""
 
     async def dashboard_frame(self, message):
         await self.send(text_data=message["text"])
+
+    async def _recheck_every(self, seconds):
+        while True:
+            await asyncio.sleep(seconds)
+            with contextlib.suppress(Exception):  # a failed check (database away) waits for the next
+                await self.recheck()
+
+    async def recheck(self):
+        """Check again which of the sources asked for the user may see; follow, or close when none."""
+        async with self._lock:
+            if self._rechecking is None:
+                return  # disconnected meanwhile
+            sources = await database_sync_to_async(_sources_now)(self.scope["user"], self.asked)
+            if sources is None:
+                await self._leave(list(self.sources))  # at once: nothing more reaches it meanwhile
+                await self.close(code=REFUSED_SOURCE)
+                return
+            added = [s for s in sources if s not in self.sources]
+            removed = [s for s in self.sources if s not in sources]
+            if removed:
+                await self._leave(removed)
+            if added:
+                await self._join(added)
+            if added or removed:
+                await self.send(text_data=orjson.dumps({"type": SOURCES_FRAME, "sources": self.sources}).decode())
 
 
 def authorised_sources(user, asked):
@@ -94,3 +143,9 @@ def authorised_sources(user, asked):
     if not _SOURCE_ID.fullmatch(asked) or not visible.filter(id=int(asked)).exists():
         return None
     return [int(asked)]
+
+
+def _sources_now(user, asked):
+    """authorised_sources for the user as the database has them now (disabled, or no longer there: None)."""
+    current = get_user_model().objects.filter(pk=user.pk, is_active=True).first()
+    return None if current is None else authorised_sources(current, asked)

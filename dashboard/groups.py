@@ -11,10 +11,15 @@ import secrets
 SOCKET_PATH = "/ws/live/"
 # The channel-layer message type (namespaced; Channels calls the consumer method dashboard_frame).
 FRAME = "dashboard.frame"
+# The Redis channel on which a change of who sees which source is announced (dashboard.signals); each
+# process's tick hears it and has its sockets check their sources again.
+SOURCES_CHANGED_CHANNEL = "fluxo:dashboard:sources-changed"
 # Message types on the socket, as the browser sees them.
 HELLO = "live.hello"
 DELTA_FRAME = "live.delta"
 TAIL_FRAME = "live.tail"
+HEALTH_FRAME = "live.health"
+SOURCES_FRAME = "live.sources"
 
 PROCESS = f"{os.getpid()}x{secrets.token_hex(4)}"
 

@@ -2,6 +2,11 @@
 
 Counts of refused requests, duplicates and 503s live in Redis (streams.announce), so they are
 counted even while the database is down; rates come from the rollups, lag from the latest events.
+
+A snapshot row carries what a page needs to keep the row live from the deltas (dashboard.tick): the
+per-minute counts of the rate window (``minutes``, kept under the snapshot's ``included`` contract),
+the lag sample with the batch of each value (``lags``: a delta's lags are added only for batches the
+sample does not hold) and the Redis counters, which the tick re-sends whenever they change.
 """
 
 import logging
@@ -13,7 +18,7 @@ from django.db.models import Max
 from dashboard import rollups
 from dashboard.models import MinuteCount
 from streams import announce
-from streams.models import Event
+from streams.models import Event, Source
 
 log = logging.getLogger(__name__)
 
@@ -23,31 +28,72 @@ LAG_WINDOW = timedelta(hours=1)
 LAG_SAMPLE = 200
 
 
-def of_sources(sources, now):
-    """One health row per source (a Source queryset or list), in its order."""
+def rules():
+    """The windows a page recomputes a row's values over, as the server does (seconds)."""
+    return {
+        "silent_after_s": int(SILENT_AFTER.total_seconds()),
+        "rate_window_s": int(RATE_WINDOW.total_seconds()),
+        "lag_window_s": int(LAG_WINDOW.total_seconds()),
+        "lag_sample": LAG_SAMPLE,
+    }
+
+
+def rate_minutes(source_ids, now):
+    """What the rates are computed from: {source id: {minute start: events}} of the rate window."""
+    return rollups.per_source_minutes(source_ids, now - RATE_WINDOW, now)
+
+
+def of_sources(sources, now, minutes=None):
+    """One health row per source (a Source queryset or list), in its order; ``minutes`` as rate_minutes
+    gives them (read here when not given)."""
     sources = list(sources)
-    rates = rollups.per_source([s.id for s in sources], now - RATE_WINDOW, now)
+    if minutes is None:
+        minutes = rate_minutes([s.id for s in sources], now)
     unavailable = announce.unavailable_counts([s.ingest_key for s in sources])
-    return [_row(s, now, rates.get(s.id, 0), unavailable.get(s.ingest_key, 0)) for s in sources]
+    return [_row(s, now, minutes.get(s.id, {}), unavailable.get(s.ingest_key, 0)) for s in sources]
 
 
-def _row(source, now, recent, unavailable):
-    counters = announce.counters(source.id)
-    last = _last_event(source.id, counters)
-    lags = lag_seconds(source.id, now)
+def _row(source, now, minutes, unavailable):
+    raw = announce.counters(source.id)
+    last = _last_event(source.id, raw)
+    lags = recent_lags(source.id, now)
+    values = sorted(lag for _batch, _at, lag in lags)
     return {
         "source": source.id,
         "name": source.name,
         "munchkin_id": source.munchkin_id,
         "last_event_at": last.isoformat() if last else None,
         **silence(last, now),
-        "per_minute": round(recent / (RATE_WINDOW.total_seconds() / 60), 2),
-        "lag_p50_s": percentile(lags, 0.5),
-        "lag_p95_s": percentile(lags, 0.95),
-        "accepted": counters.get("accepted", 0),
-        "duplicates": counters.get("duplicates", 0),
-        "rejected": {reason: counters.get(f"rejected_{reason}", 0) for reason in announce.REJECTION_REASONS},
+        "per_minute": per_minute(sum(minutes.values())),
+        "minutes": sorted([minute, n] for minute, n in minutes.items()),
+        "lag_p50_s": percentile(values, 0.5),
+        "lag_p95_s": percentile(values, 0.95),
+        "lags": lags,
+        **counter_values(raw, unavailable),
+    }
+
+
+def per_minute(events_in_rate_window):
+    return round(events_in_rate_window / (RATE_WINDOW.total_seconds() / 60), 2)
+
+
+def counter_values(raw, unavailable):
+    """The counters a row shows, from a source's Redis counters and its 503s."""
+    return {
+        "accepted": raw.get("accepted", 0),
+        "duplicates": raw.get("duplicates", 0),
+        "rejected": {reason: raw.get(f"rejected_{reason}", 0) for reason in announce.REJECTION_REASONS},
         "unavailable": unavailable,
+    }
+
+
+def counters_of(source_ids):
+    """{source id: counter_values} for these sources, as Redis has them now."""
+    keys = dict(Source.objects.filter(id__in=source_ids).values_list("id", "ingest_key"))
+    unavailable = announce.unavailable_counts(list(keys.values()))
+    return {
+        source_id: counter_values(announce.counters(source_id), unavailable.get(key, 0))
+        for source_id, key in keys.items()
     }
 
 
@@ -66,14 +112,25 @@ def _last_event(source_id, counters):
     return MinuteCount.objects.filter(source_id=source_id).aggregate(last=Max("minute"))["last"]
 
 
-def lag_seconds(source_id, now):
-    """Received minus occurred, in seconds, over the source's latest events (sorted)."""
-    rows = (
-        Event.objects.filter(source_id=source_id, received_at__gte=now - LAG_WINDOW, occurred_at__isnull=False)
-        .order_by("-received_at")
-        .values_list("received_at", "occurred_at")[:LAG_SAMPLE]
-    )
-    return sorted((received - occurred).total_seconds() for received, occurred in rows)
+def recent_lags(source_id, now):
+    """[batch id, received (epoch seconds), received minus occurred (seconds)] of the source's latest
+    events, newest first."""
+    rows = Event.objects.filter(source_id=source_id, received_at__gte=now - LAG_WINDOW, occurred_at__isnull=False)
+    return _lags(rows.order_by("-received_at", "-id"))
+
+
+def lags_of_batches(batch_ids, source_id):
+    """The same for what these batches stored for one source (a delta's share of the sample)."""
+    rows = Event.objects.filter(batch_id__in=batch_ids, source_id=source_id, occurred_at__isnull=False)
+    return _lags(rows.order_by("-id"))
+
+
+def _lags(rows):
+    found = rows.values_list("batch_id", "received_at", "occurred_at")[:LAG_SAMPLE]
+    return [
+        [batch_id, received.timestamp(), round((received - occurred).total_seconds(), 1)]
+        for batch_id, received, occurred in found
+    ]
 
 
 def percentile(values, fraction):

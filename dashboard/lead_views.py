@@ -10,10 +10,11 @@ from dashboard.access import visible_sources
 from dashboard.groups import SOCKET_PATH
 from dashboard.labels import custom_names
 from dashboard.models import MinuteCount
-from dashboard.views import PAGE_POLICY, BadRequest, chosen_sources, json_view
+from dashboard.ranges import window_document
+from dashboard.views import PAGE_POLICY, SNAPSHOT_PARAMETERS, BadRequest, json_view, page_scope
 from streams import activity_types
 
-TAIL_PARAMETERS = {"source", "stream", "type", "lead", "campaign"}
+TAIL_PARAMETERS = {"stream", "type", "lead", "campaign", *SNAPSHOT_PARAMETERS}
 
 
 @login_required
@@ -39,18 +40,19 @@ def activity_type_choices(sources):
 
 @json_view
 def tail_snapshot(request):
-    """GET /api/v1/tail: the newest activities matching ``type``, ``lead``, ``campaign`` (and ``source``)."""
-    unknown = sorted(set(request.GET) - TAIL_PARAMETERS)
-    if unknown:
-        raise BadRequest(400, "unknown_parameter", f"unknown parameter(s): {', '.join(unknown)}")
+    """GET /api/v1/tail: the newest activities matching ``type``, ``lead``, ``campaign`` (and ``source``),
+    received in the range the page shows (``range``, or ``since`` and ``until``; without one, any time).
+    """
+    sources, window, _zone, _now = page_scope(request, TAIL_PARAMETERS)
     try:
         tail_filter = tail.parse(request.GET)
     except tail.BadFilter as exc:
         raise BadRequest(400, "bad_parameter", str(exc)) from None
-    sources = chosen_sources(request.user, request.GET.get("source", ""))
+    ranged = "range" in request.GET
     return {
         "sources": [{"id": s.id, "name": s.name} for s in sources],
-        "events": tail.latest([s.id for s in sources], tail_filter),
+        "window": window_document(window) if ranged else None,
+        "events": tail.latest([s.id for s in sources], tail_filter, window=window if ranged else None),
     }
 
 

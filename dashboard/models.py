@@ -72,12 +72,35 @@ class RolledUpBatch(models.Model):
 
 
 class RollupFloor(models.Model):
-    """One row: every batch with an id at or below ``batch_id`` has been rolled up.
+    """One row: every batch with an id at or below ``batch_id`` has been rolled up (or never will commit).
 
     Its row lock also serialises rollup runs (the beat's task and every web process's tick).
+    ``seen_through`` and ``seen_at`` are the watermark the floor may next move up to: the highest batch
+    id committed when a run looked, and the database's clock just after (dashboard.rollups).
     """
 
     batch_id = models.BigIntegerField(default=0)
+    seen_through = models.BigIntegerField(default=0)
+    seen_at = models.DateTimeField(null=True)
 
     def __str__(self):
         return f"rolled up through batch #{self.batch_id}"
+
+
+class AuditPerson(models.Model):
+    """Who a Marketo user number is: learnt from an audit event that names both (the hybrid V1.0 shape).
+
+    Kept by dashboard.rollups as batches are rolled up (and filled from stored events when created), so
+    a V1.0 event naming only the number is shown as the person whatever range a page reads. User
+    numbers belong to one Marketo instance, hence one per source.
+    """
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    user_numeric = models.CharField(max_length=64)
+    user_email = models.CharField(max_length=254)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "user_numeric"], name="auditperson_key")]
+
+    def __str__(self):
+        return f"user #{self.user_numeric} is {self.user_email}"

@@ -28,13 +28,18 @@ class BadRange(ValueError):
 
 @dataclass(frozen=True)
 class Window:
-    """[since, until) in UTC, cut into buckets; ``live`` when it ends now and deltas extend it."""
+    """[since, until) in UTC, cut into buckets.
+
+    ``live``: it reaches past now, so deltas add to it. ``sliding``: it also moves with time (a relative
+    range: new buckets come in, old ones leave); a fixed range that holds now only fills up.
+    """
 
     name: str
     since: datetime
     until: datetime
     bucket_seconds: int
     live: bool
+    sliding: bool = False
 
     def bucket_starts(self):
         start = int(self.since.timestamp())
@@ -60,13 +65,14 @@ def relative(name, now):
     span = RELATIVE[name]
     bucket = bucket_for(span)
     until = _floor(now, bucket) + timedelta(seconds=bucket)
-    return Window(name, until - span, until, bucket, live=True)
+    return Window(name, until - span, until, bucket, live=True, sliding=True)
 
 
 def custom(since_text, until_text, zone, now=None):
     """A fixed range typed by a person (``2026-04-20T18:00``, in ``zone`` unless it names an offset).
 
-    One that starts before the per-minute history gets whole-hour buckets (the hourly rollups).
+    One that starts before the per-minute history gets whole-hour buckets (the hourly rollups); one
+    that ends after ``now`` is live (deltas fill it) but does not slide.
     """
     since, until = _local(since_text, zone, "since"), _local(until_text, zone, "until")
     if until <= since:
@@ -78,7 +84,7 @@ def custom(since_text, until_text, zone, now=None):
         bucket = max(bucket, 3600)
     start = _floor(since, bucket)
     end = _floor(until - timedelta(microseconds=1), bucket) + timedelta(seconds=bucket)
-    return Window("custom", start, end, bucket, live=False)
+    return Window("custom", start, end, bucket, live=now is not None and now < end)
 
 
 def _local(text, zone, name):
@@ -117,4 +123,5 @@ def window_document(window):
         "until": window.until.isoformat(),
         "bucket_seconds": window.bucket_seconds,
         "live": window.live,
+        "sliding": window.sliding,
     }

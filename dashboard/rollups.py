@@ -10,12 +10,44 @@
   all call it.
 - Crash safe. A run that dies rolls back whole; the next one does the same work again.
 
-The floor moves over batches received more than GRACE ago once all of them are rolled up, and the
-records below it are dropped: that assumes no ingest transaction stays open longer than GRACE (one
-statement each; a batch held up that long would not be counted).
+The floor, and why a slow ingest transaction is never skipped
+-------------------------------------------------------------
+Below the floor no record is kept, so the floor may only pass ids that are counted or can never
+commit. An id missing from streams_batch may belong to a transaction still open (the sequence hands
+ids out at insert, rows appear at commit), or to one rolled back, or be a sequence skip. The floor
+therefore moves up to a *watermark* only once it is proven settled:
+
+1. A run records the watermark: the highest batch id committed (M) and the database's clock just
+   after reading it (T). Sequence ids grow with time, so every id up to M, committed or not, was
+   handed out before T, by a transaction that started before T.
+2. A later run proves it: if no transaction of this database that started before T is still open
+   (pg_stat_activity's ``xact_start`` of every other client backend, and prepared transactions, are
+   after T), every id up to M is committed (so visible now, and claimed like any other) or never
+   will be. The floor may then move up to M, stopping below the first batch not yet counted, and a
+   new watermark is taken. Until proven, the watermark is kept (not renewed), so a stream of short
+   transactions never postpones it: only one that stays open does, for as long as it stays open.
+   On SQLite a run holds the write lock, so no ingest transaction is ever open beside it: the
+   previous run's watermark is always proven.
+
+This relies on a batch id being drawn (nextval) inside the transaction that writes its row, as
+streams.store does; an id drawn in one transaction and written in a later one would defeat it.
+
+The trade-off: a transaction that stays open (any, not only ingest: a long report, a session left
+"idle in transaction") stops the floor, and RolledUpBatch grows by a row per batch meanwhile, which
+makes each run's search for pending batches slower. So past MAX_OPEN the floor falls back to passing
+batches received longer ago than that, as long as they are counted: only an ingest transaction open
+longer than MAX_OPEN (one statement each; never seen) would then be missed. Without the privilege to
+see other roles' sessions (pg_read_all_stats), nothing can be proven and only that fallback moves
+the floor.
+
+Snapshots (``settled()``) read the rollups with the batches they hold named exactly (Included); on
+PostgreSQL they take the floor lock only to roll up, then read in one REPEATABLE READ transaction,
+so concurrent snapshots do not wait for each other's reads.
 """
 
 import contextlib
+import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -25,8 +57,11 @@ from django.utils import timezone
 from dashboard.models import NO_TYPE_ID
 from dashboard.ranges import MINUTE_HISTORY
 
+log = logging.getLogger(__name__)
+
 LIMIT = 2000
-GRACE = timedelta(minutes=10)
+MAX_OPEN = timedelta(hours=1)
+WARN_EVERY = 600.0  # seconds between warnings that the floor is held
 
 _PENDING = (
     "FROM streams_batch b WHERE b.id > %s "
@@ -65,6 +100,42 @@ _GRAINS = (
     ("dashboard_minutecount", "minute", "%%Y-%%m-%%d %%H:%%M:00"),
     ("dashboard_hourcount", "hour", "%%Y-%%m-%%d %%H:00:00"),
 )
+# Audit events that name a user both by number and by e-mail, in the batches just counted: who each
+# number is (dashboard.models.AuditPerson). Only batches that hold audit events are looked into.
+_AUDIT_BATCHES = {
+    "postgresql": (
+        "SELECT b.id FROM streams_batch b WHERE b.id = ANY(%s) "
+        "AND EXISTS (SELECT 1 FROM jsonb_array_elements(b.counts) c WHERE c->>1 = 'audit')"
+    ),
+    "sqlite": (
+        "SELECT b.id FROM streams_batch b WHERE b.id IN (SELECT value FROM json_each(%s)) "
+        "AND EXISTS (SELECT 1 FROM json_each(b.counts) c WHERE json_extract(c.value, '$[1]') = 'audit')"
+    ),
+}
+_LEARN_PEOPLE = {
+    # DISTINCT ON: one upsert may not touch a row twice; the newest event's e-mail wins.
+    "postgresql": (
+        "INSERT INTO dashboard_auditperson (source_id, user_numeric, user_email) "
+        "SELECT DISTINCT ON (source_id, user_numeric) source_id, user_numeric, user_email FROM streams_event "
+        "WHERE batch_id = ANY(%s) AND stream = 'audit' AND user_numeric <> '' AND user_email <> '' "
+        "ORDER BY source_id, user_numeric, id DESC "
+        "ON CONFLICT (source_id, user_numeric) DO UPDATE SET user_email = EXCLUDED.user_email"
+    ),
+    "sqlite": (
+        "INSERT INTO dashboard_auditperson (source_id, user_numeric, user_email) "
+        "SELECT source_id, user_numeric, user_email FROM streams_event "
+        "WHERE batch_id IN (SELECT value FROM json_each(%s)) AND stream = 'audit' "
+        "AND user_numeric <> '' AND user_email <> '' ORDER BY id "
+        "ON CONFLICT (source_id, user_numeric) DO UPDATE SET user_email = excluded.user_email"
+    ),
+}
+# The oldest start of a transaction that other sessions of this database have open (prepared ones
+# too), and how many sessions hide theirs from this role (then nothing can be proven).
+_OLDEST_OPEN = (
+    "SELECT MIN(xact_start), COUNT(*) FILTER (WHERE query = '<insufficient privilege>') FROM pg_stat_activity "
+    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
+    "UNION ALL SELECT MIN(prepared), 0 FROM pg_prepared_xacts WHERE database = current_database()"
+)
 
 
 def roll_up(limit=LIMIT, now=None):
@@ -83,25 +154,38 @@ class Included:
 
 @contextlib.contextmanager
 def settled(limit=LIMIT):
-    """Roll up what is pending, then keep rollups still while the block reads them; yields Included.
+    """Roll up what is pending, then let the block read the rollups as they stand; yields Included.
 
-    The block runs in the rollup transaction, holding the floor lock: no other run can commit in
-    between, so what the block reads is exactly the batches Included names (a snapshot's contract
-    with the deltas that follow it).
+    What the block reads is exactly the batches Included names (a snapshot's contract with the deltas
+    that follow it), and everything committed before the call is among them (or pending). On
+    PostgreSQL the block runs in a REPEATABLE READ, READ ONLY transaction of its own, after the
+    rollup committed: rollup rows and their RolledUpBatch records commit together, so one snapshot
+    sees both or neither, and other snapshots and runs go on meanwhile. Elsewhere (SQLite, or inside
+    a caller's transaction) the block runs in the rollup transaction, holding the floor lock.
     """
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        with transaction.atomic(), connection.cursor() as cursor:
+            floor, _ = _roll_up(cursor, limit, timezone.now())
+            yield _included(cursor, floor)
+        return
+    roll_up(limit)
     with transaction.atomic(), connection.cursor() as cursor:
-        floor, _ = _roll_up(cursor, limit, timezone.now())
-        yield _included(cursor, floor)
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        cursor.execute("SELECT batch_id FROM dashboard_rollupfloor WHERE id = 1")
+        row = cursor.fetchone()
+        yield _included(cursor, row[0] if row else 0)
 
 
 def _roll_up(cursor, limit, now):
     """(the floor after this run, batches counted)."""
-    floor = _lock_floor(cursor)
+    floor, seen_through, seen_at = _lock_floor(cursor)
     cursor.execute(_CLAIM, [floor, limit])
     claimed = [row[0] for row in cursor.fetchall()]
     if claimed:
         _increment(cursor, claimed)
-    return _advance_floor(cursor, floor, now), len(claimed)
+        _learn_people(cursor, claimed)
+    settled_through = _settled_through(cursor, floor, seen_through, seen_at, now)
+    return _advance_floor(cursor, floor, settled_through), len(claimed)
 
 
 def _included(cursor, floor):
@@ -143,11 +227,80 @@ def prune(now=None, chunk=10_000, max_chunks=100):
 
 
 def _lock_floor(cursor):
+    """(floor, watermark id, watermark time) of the locked floor row."""
     # The row may be missing (a fresh or flushed database): create it, then lock it.
-    cursor.execute("INSERT INTO dashboard_rollupfloor (id, batch_id) VALUES (1, 0) ON CONFLICT DO NOTHING")
+    cursor.execute(
+        "INSERT INTO dashboard_rollupfloor (id, batch_id, seen_through, seen_at) VALUES (1, 0, 0, NULL) "
+        "ON CONFLICT DO NOTHING"
+    )
     lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""  # SQLite: BEGIN IMMEDIATE locked already
-    cursor.execute(f"SELECT batch_id FROM dashboard_rollupfloor WHERE id = 1{lock}")  # noqa: S608
-    return cursor.fetchone()[0]
+    cursor.execute(f"SELECT batch_id, seen_through, seen_at FROM dashboard_rollupfloor WHERE id = 1{lock}")  # noqa: S608
+    floor, seen_through, seen_at = cursor.fetchone()
+    if seen_at is not None and connection.vendor == "sqlite":
+        seen_at = connection.ops.convert_datetimefield_value(seen_at, None, connection)
+    return floor, seen_through, seen_at
+
+
+def _settled_through(cursor, floor, seen_through, seen_at, now):
+    """The highest id up to which every batch is committed or never will be (see the module's docstring).
+
+    Takes a new watermark when the last one is proven (or there is none yet).
+    """
+    proven = seen_at is not None and (seen_through <= floor or _none_open_since(cursor, seen_at))
+    if seen_at is None or proven:
+        _take_watermark(cursor)
+    if proven:
+        return seen_through
+    fallback = _received_before(cursor, floor, now - MAX_OPEN)
+    if fallback > floor and seen_at is not None:
+        _warn_held(seen_at)
+    return fallback
+
+
+_last_warning = [float("-inf")]
+
+
+def _warn_held(seen_at):
+    if time.monotonic() - _last_warning[0] >= WARN_EVERY:
+        _last_warning[0] = time.monotonic()
+        log.warning(
+            "rollups: a transaction open since before %s holds the floor; passing batches received over %s ago",
+            seen_at.isoformat(),
+            MAX_OPEN,
+        )
+
+
+def _none_open_since(cursor, moment):
+    """True if no other transaction of this database that started at or before ``moment`` is still open."""
+    if connection.vendor != "postgresql":
+        return True  # SQLite: this run holds the write lock, so no writer is open beside it
+    cursor.execute(_OLDEST_OPEN)
+    rows = cursor.fetchall()
+    if any(hidden for _, hidden in rows):
+        return False
+    starts = [start for start, _ in rows if start is not None]
+    return not starts or min(starts) > moment
+
+
+def _take_watermark(cursor):
+    if connection.vendor == "postgresql":
+        # clock_timestamp() is read after the statement's snapshot: every id it shows was handed out before.
+        cursor.execute(
+            "UPDATE dashboard_rollupfloor SET (seen_through, seen_at) = "
+            "(SELECT COALESCE(MAX(id), 0), clock_timestamp() FROM streams_batch) WHERE id = 1"
+        )
+        return
+    cursor.execute(
+        "UPDATE dashboard_rollupfloor SET seen_through = (SELECT COALESCE(MAX(id), 0) FROM streams_batch), "
+        "seen_at = %s WHERE id = 1",
+        [connection.ops.adapt_datetimefield_value(timezone.now())],
+    )
+
+
+def _received_before(cursor, floor, cutoff):
+    cutoff = connection.ops.adapt_datetimefield_value(cutoff)
+    cursor.execute("SELECT MAX(id) FROM streams_batch WHERE id > %s AND received_at < %s", [floor, cutoff])
+    return cursor.fetchone()[0] or 0
 
 
 def _increment(cursor, batch_ids):
@@ -157,16 +310,22 @@ def _increment(cursor, batch_ids):
         cursor.execute(sql, [NO_TYPE_ID, ids])
 
 
-def _advance_floor(cursor, floor, now):
-    cutoff = connection.ops.adapt_datetimefield_value(now - GRACE)
-    cursor.execute("SELECT MAX(id) FROM streams_batch WHERE id > %s AND received_at < %s", [floor, cutoff])
-    candidate = cursor.fetchone()[0]
-    if candidate is None:
+def _learn_people(cursor, batch_ids):
+    ids = batch_ids if connection.vendor == "postgresql" else _json_list(batch_ids)
+    cursor.execute(_AUDIT_BATCHES[connection.vendor], [ids])
+    audit_batches = [row[0] for row in cursor.fetchall()]
+    if audit_batches:
+        ids = audit_batches if connection.vendor == "postgresql" else _json_list(audit_batches)
+        cursor.execute(_LEARN_PEOPLE[connection.vendor], [ids])
+
+
+def _advance_floor(cursor, floor, settled_through):
+    """Move the floor up to ``settled_through``, stopping below the first batch not yet counted."""
+    if settled_through <= floor:
         return floor
     cursor.execute(f"SELECT MIN(b.id) {_PENDING}", [floor])
     first_pending = cursor.fetchone()[0]
-    if first_pending is not None:
-        candidate = min(candidate, first_pending - 1)
+    candidate = settled_through if first_pending is None else min(settled_through, first_pending - 1)
     if candidate > floor:
         cursor.execute("UPDATE dashboard_rollupfloor SET batch_id = %s WHERE id = 1", [candidate])
         cursor.execute("DELETE FROM dashboard_rolledupbatch WHERE batch_id <= %s", [candidate])
@@ -221,15 +380,19 @@ def counts(source_ids, since, until, bucket_seconds):
         ]
 
 
-def per_source(source_ids, since, until):
-    """{source_id: events counted in minutes [since, until)}."""
+def per_source_minutes(source_ids, since, until):
+    """{source_id: {minute start (epoch seconds): events}} for minutes in [since, until)."""
     if source_ids is not None and not source_ids:
         return {}
     where, params = _where(source_ids, since, until)
-    sql = f"SELECT source_id, SUM(count) FROM dashboard_minutecount WHERE {where} GROUP BY 1"  # noqa: S608
+    bucket = _BUCKET[connection.vendor].format(column="minute")
+    sql = f"SELECT source_id, {bucket}, SUM(count) FROM dashboard_minutecount WHERE {where} GROUP BY 1, 2"  # noqa: S608
+    found = {}
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {source_id: int(n) for source_id, n in cursor.fetchall()}
+        cursor.execute(sql, [60, 60, *params])
+        for source_id, minute, n in cursor.fetchall():
+            found.setdefault(source_id, {})[int(minute)] = int(n)
+    return found
 
 
 def _where(source_ids, since, until, column="minute"):

@@ -60,7 +60,7 @@ def audit_snapshot(request):
         "by_component": audit.by_component_and_action(found)[:50],
         "login_failures": audit.login_failures(found),
         "changes": sum(c.count for c in found),
-        "feed": tail.latest(ids, tail.Filter(stream="audit"), limit=50),
+        "feed": tail.latest(ids, tail.Filter(stream="audit"), limit=50, window=window),
     }
 
 

@@ -70,9 +70,12 @@ def _text(params, name):
     return value or None
 
 
-def latest(source_ids, tail_filter, limit=LIMIT):
-    """The newest matching activities of these sources, newest first."""
+def latest(source_ids, tail_filter, limit=LIMIT, window=None):
+    """The newest matching activities of these sources, newest first; only those received in ``window``
+    (a ranges.Window) when one is given."""
     rows = tail_filter.apply(Event.objects.filter(source_id__in=source_ids)).order_by("-id")
+    if window is not None:
+        rows = rows.filter(received_at__gte=window.since, received_at__lt=window.until)
     return [feed.item(row) for row in rows.values(*feed.FIELDS)[:limit]]
 
 

@@ -9,6 +9,11 @@ It also keeps the rollups current (dashboard.rollups), so history works with the
 
 Announcements are best effort: one lost is missing from the live view until the next snapshot (a
 reconnect, a range change); the rollups find its batch row anyway.
+
+Stream health stays live too: a delta carries the lags of its batches' events, and every HEALTH_EVERY
+seconds the tick reads the watched sources' Redis counters (accepted, duplicates, refusals, 503s: some
+of them move without any batch) and sends those that changed, inside that tick's delta of the source
+or, without one, as a ``live.health`` frame.
 """
 
 import asyncio
@@ -24,8 +29,15 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError
 
-from dashboard import broadcast, feed, rollups, tail
-from dashboard.groups import DELTA_FRAME, TAIL_FRAME, source_group, tail_group
+from dashboard import broadcast, feed, health, rollups, tail
+from dashboard.groups import (
+    DELTA_FRAME,
+    HEALTH_FRAME,
+    SOURCES_CHANGED_CHANNEL,
+    TAIL_FRAME,
+    source_group,
+    tail_group,
+)
 from dashboard.labels import labels_for, type_key
 from streams.announce import BATCH_CHANNEL
 
@@ -38,6 +50,7 @@ TAIL_SAMPLE = 50
 ROLLUP_AFTER_BATCHES = 2.0  # seconds between rollups while batches arrive
 ROLLUP_IDLE = 30.0  # and at least this often (a batch whose announcement was lost)
 RETRY_PAUSES = (0.5, 1, 2, 5, 10)
+HEALTH_EVERY = 2.0  # seconds between looks at the watched sources' counters
 
 
 def build_frames(announcements, watched, tails):
@@ -81,7 +94,20 @@ def _frame(source_id, rows, batch_ids, labels):
         "events": events[:SAMPLE],
         "sampled": len(events) > SAMPLE,
         "last_event_at": max(row[1] for row in rows),
+        "lags": health.lags_of_batches(sorted(batch_ids), source_id),
     }
+
+
+def with_counters(frames, changed):
+    """``frames`` with each source's changed counters (``{source id: counters}``) put in its delta,
+    or in a health frame of its own when the tick has no delta for it."""
+    for source_id, counters in changed.items():
+        group = source_group(source_id)
+        if group in frames:
+            frames[group] = {**frames[group], "counters": counters}
+        else:
+            frames[group] = {"type": HEALTH_FRAME, "source": source_id, "counters": counters}
+    return frames
 
 
 def build_tail_frames(announcements, tails):
@@ -117,6 +143,10 @@ class LiveTick:
         self._task = None
         self._last_rollup = 0.0
         self._batches_since_rollup = False
+        self._health_due = 0.0
+        self._counters_sent = {}  # source id -> the counters last sent
+        self.sockets = weakref.WeakSet()  # consumers to tell when who sees which source changed
+        self._rechecks = set()
 
     def join(self, source_ids):
         self.watched.update(source_ids)
@@ -168,7 +198,7 @@ class LiveTick:
         client = redis.asyncio.Redis.from_url(settings.FLUXO_REDIS_URL)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(BATCH_CHANNEL)
+            await pubsub.subscribe(BATCH_CHANNEL, SOURCES_CHANGED_CHANNEL)
             self.subscribed.set()
             await self._serve(pubsub)
         finally:
@@ -184,31 +214,52 @@ class LiveTick:
         while True:
             wait = max(0.0, allowed_at - loop.time()) if pending else IDLE_WAKE
             message = await pubsub.get_message(timeout=wait)
-            if message is not None:
+            if message is not None and message["channel"] == SOURCES_CHANGED_CHANNEL.encode():
+                self._sources_changed()
+            elif message is not None:
                 pending.extend(_announcement(message["data"]))
             if pending and loop.time() >= allowed_at:
                 allowed_at = loop.time() + TICK
                 flushing, pending = pending, []
                 await self._flush(flushing)
             elif not pending:
-                await self._idle_roll_up()
+                await self._idle()
 
     async def _flush(self, announcements):
         try:
             self._batches_since_rollup = True
             tails = {(s, key): self.filters[key] for s, key in self.tails}
             frames = await database_sync_to_async(build_frames)(announcements, set(self.watched), tails)
-            await broadcast.send_frames(frames)
+            await broadcast.send_frames(await self._with_health(frames))
             await self._maybe_roll_up()
         except DatabaseError as exc:
             # The database is away: these deltas are lost to the live view, not to history.
             log.warning("live tick: database %s; carrying on", exc.__class__.__name__)
 
-    async def _idle_roll_up(self):
+    def _sources_changed(self):
+        for socket in list(self.sockets):
+            task = asyncio.get_running_loop().create_task(_quietly(socket.recheck()))
+            self._rechecks.add(task)  # the loop keeps only a weak reference
+            task.add_done_callback(self._rechecks.discard)
+
+    async def _idle(self):
         try:
+            frames = await self._with_health({})
+            if frames:
+                await broadcast.send_frames(frames)
             await self._maybe_roll_up()
         except DatabaseError as exc:
-            log.warning("live tick: database %s while rolling up; carrying on", exc.__class__.__name__)
+            log.warning("live tick: database %s while idle; carrying on", exc.__class__.__name__)
+
+    async def _with_health(self, frames):
+        """``frames`` and, every HEALTH_EVERY seconds, the counters that changed since last sent."""
+        if not self.watched or time.monotonic() < self._health_due:
+            return frames
+        self._health_due = time.monotonic() + HEALTH_EVERY
+        found = await database_sync_to_async(health.counters_of)(list(self.watched))
+        changed = {s: c for s, c in found.items() if self._counters_sent.get(s) != c}
+        self._counters_sent = found
+        return with_counters(frames, changed)
 
     async def _maybe_roll_up(self):
         since = time.monotonic() - self._last_rollup
@@ -216,6 +267,13 @@ class LiveTick:
             self._last_rollup = time.monotonic()
             self._batches_since_rollup = False
             await database_sync_to_async(rollups.roll_up)()
+
+
+async def _quietly(check):
+    try:
+        await check
+    except Exception as exc:  # the socket's periodic check tries again
+        log.warning("live tick: a socket could not check its sources (%s)", exc.__class__.__name__)
 
 
 def _subtract(counter, keys):

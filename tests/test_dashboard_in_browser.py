@@ -4,6 +4,7 @@ request off the machine, reconnection and re-sync.
 
 import contextlib
 import json
+import re
 import signal
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -400,3 +401,88 @@ def test_the_notifications_page_shows_the_quota_and_aborts_live(site, page):
     assert "Campaign aborted" in page.inner_text("#problems")
     assert page.evaluate("window.__pwned") is None
     assert page.dialogs == [] and page.errors == []
+
+
+def health_cells(page, name=SOURCE_NAME):
+    return page.evaluate(
+        "name => [...document.querySelectorAll('#health tbody tr')].map(tr => [...tr.cells].map(c => c.textContent))"
+        ".find(cells => cells[0] === name)",
+        name,
+    )
+
+
+def snapshots_requested(page):
+    return sum("/api/v1/overview" in url for url in page.urls)
+
+
+def test_stream_health_follows_the_deltas_without_a_new_snapshot(site, page):
+    open_overview(page, site)
+    snapshots = snapshots_requested(page)
+    before = health_cells(page)
+    per_minute, duplicates = float(before[4]), int(before[6])
+    again = activity("/health-dup")
+    push(site, *[activity(f"/health-{i}") for i in range(29)], again)
+    push(site, again)  # stored once: a duplicate, and no batch of its own
+    wait_for(page, "n => Number(document.querySelector('#health tbody td.per-minute').textContent) >= n",
+             arg=per_minute + 2 - 0.01)  # fmt: skip
+    wait_for(page, "n => Number(document.querySelector('#health tbody tr').cells[6].textContent) >= n",
+             arg=duplicates + 1)  # fmt: skip
+    after = health_cells(page)
+    assert re.fullmatch(r"[0-9.]+ s / [0-9.]+ s", after[5])  # a lag p50 / p95 from the deltas' sample
+    assert after[2] == "receiving"
+    assert snapshots_requested(page) == snapshots  # all of it from the socket
+    assert page.errors == []
+
+
+def local_minute(moment, zone="Asia/Kolkata"):
+    return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%dT%H:%M")
+
+
+def test_a_custom_range_that_holds_now_fills_up_live(site, page):
+    open_overview(page, site)
+    now = datetime.now(UTC)
+    page.select_option("#range", "custom")
+    page.fill("#since", local_minute(now - timedelta(hours=1)))
+    page.fill("#until", local_minute(now + timedelta(hours=1)))
+    page.click("#apply-range")
+    wait_for(page, "document.getElementById('rate-chart').layout.uirevision === 'rate-custom'")
+    wait_for(page, "document.getElementById('live-status').textContent === 'live'")
+    before = charted(page)
+    push(site, activity("/custom-live-1"), activity("/custom-live-2"))
+    wait_for_charted(page, before + 2)  # minute buckets: events per minute add up to the events
+    assert page.evaluate("document.getElementById('rate-chart').data[0].x.length") == 120  # it did not slide
+
+
+def tail_rows(page):
+    return page.eval_on_selector_all("#tail tbody td:nth-child(6)", "cells => cells.map(c => c.textContent)")
+
+
+def test_the_lead_tail_has_a_range_and_a_past_one_takes_nothing_live(site, page):
+    page.goto(site["base"] + "/leads/?range=custom&since=2020-01-01T00:00&until=2020-01-02T00:00")
+    wait_for(page, "document.getElementById('live-status').textContent === 'live'")
+    assert page.input_value("#range") == "custom"
+    assert page.is_visible("#custom-range")
+    assert tail_rows(page) == []
+    push(site, activity("/tail-range-1"))
+    wait_for_frame_with(page, "/tail-range-1")
+    page.wait_for_timeout(1000)  # four redraw periods
+    assert tail_rows(page) == []
+    page.select_option("#range", "1h")
+    wait_for(page, "[...document.querySelectorAll('#tail td')].some(td => td.textContent === '/tail-range-1')")
+    assert "range=1h" in page.url
+    push(site, activity("/tail-range-2"))
+    wait_for(page, "[...document.querySelectorAll('#tail td')].some(td => td.textContent === '/tail-range-2')")
+    assert page.errors == []
+
+
+# Last: it adds a source to the module's site.
+def test_a_source_added_while_the_overview_is_open_appears_without_reloading(site, page):
+    open_overview(page, site)
+    page.evaluate("window.__sameDocument = true")
+    name = "Late <i>EMEA</i>"
+    manage(site["env"], "add_source", name, "--munchkin-id", "222-BBB-222", "--json")
+    wait_for(page, "n => [...document.querySelectorAll('#health td')].some(td => td.textContent === n)", arg=name,
+             timeout=WAIT_MS)  # fmt: skip
+    assert page.evaluate("window.__sameDocument") is True
+    assert page.locator("#health i").count() == 0
+    assert page.errors == []

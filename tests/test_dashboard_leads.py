@@ -1,10 +1,13 @@
 """Lead activity: the tail's server-side filters (HTTP and socket) and a lead's timeline page."""
 
+from datetime import timedelta
+
 import orjson
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
+from django.utils import timezone
 
 from dashboard import tail, tick, timeline
 from dashboard.groups import SOCKET_PATH
@@ -106,9 +109,47 @@ def test_the_tail_refuses_bad_filters_and_other_people_s_sources(client, source,
     assert client.get(TAIL, {"type": "x"}).status_code == 400
     assert client.get(TAIL, {"lead_id": "7"}).status_code == 400
     assert client.get(TAIL, {"source": source.id}).status_code == 404
-    assert client.get(TAIL).json() == {"sources": [], "events": []}
+    assert client.get(TAIL).json() == {"sources": [], "window": None, "events": []}
     client.logout()
     assert client.get(TAIL).status_code == 401
+
+
+@pytest.mark.django_db
+def test_the_tail_shows_only_what_was_received_in_the_range_asked_for(client, source, api_token, admin_user):
+    push(client, source, api_token, activity(primary="/now"))
+    client.force_login(admin_user)
+
+    def shown(**params):
+        found = client.get(TAIL, params).json()
+        return [e["detail"] for e in found["events"]], found["window"]
+
+    assert shown() == (["/now"], None)  # no range: any time
+    events, window = shown(range="1h")
+    assert events == ["/now"]
+    assert (window["live"], window["sliding"]) == (True, True)
+    events, window = shown(range="custom", since="2020-01-01T00:00", until="2020-01-02T00:00", tz="Europe/Paris")
+    assert events == []
+    assert window["live"] is False
+    now = timezone.now()
+    since, until = (now - timedelta(hours=1)).isoformat(), (now + timedelta(hours=1)).isoformat()
+    events, window = shown(range="custom", since=since, until=until)
+    assert events == ["/now"]
+    assert (window["live"], window["sliding"]) == (True, False)  # it holds now: new events come in live
+    assert client.get(TAIL, {"range": "2w"}).status_code == 400
+
+
+@pytest.mark.django_db
+def test_the_tail_page_has_the_source_and_range_pickers_of_every_page(client, source, admin_user):
+    client.force_login(admin_user)
+    page = client.get("/leads/", {"source": source.id, "range": "custom", "since": "2026-04-20T08:00"}).content.decode()
+    overview = client.get("/").content.decode()
+    for html in (page, overview):
+        assert '<select name="range" id="range">' in html
+        assert 'id="custom-range"' in html
+    assert f'<option value="{source.id}" selected>' in page
+    assert '<option value="custom" selected>' in page
+    assert 'value="2026-04-20T08:00"' in page
+    assert '<option value="15m" selected>' in overview
 
 
 # --- The tail over the socket --------------------------------------------------------------------------

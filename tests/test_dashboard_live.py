@@ -12,10 +12,10 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from dashboard import groups, tick
+from dashboard import consumers, groups, tick
 from fluxo.asgi import application
 from streams.auth import issue_api_token
-from streams.models import Event
+from streams.models import Event, Source
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -70,10 +70,12 @@ def push(client, source, token, *guids, type_id=1, name="Visit Webpage"):
 
 
 async def deltas_until(communicator, events):
-    """Frames received until their counts add up to ``events``."""
+    """Delta frames received until their counts add up to ``events`` (health frames between are skipped)."""
     frames, seen = [], 0
     while seen < events:
         frame = await receive(communicator)
+        if frame["type"] == "live.health":
+            continue
         assert frame["type"] == "live.delta"
         frames.append(frame)
         seen += sum(row["n"] for row in frame["counts"])
@@ -267,5 +269,141 @@ def test_the_tick_keeps_the_rollups_current_without_a_worker(client, source, api
                 break
             await asyncio.sleep(0.05)
         assert total == 2
+
+    run(scenario)
+
+
+# --- Health follows the deltas -----------------------------------------------------------------------------
+
+
+async def frame_where(communicator, matches):
+    """The first frame for which ``matches`` is true (others are skipped)."""
+    while True:
+        frame = await receive(communicator)
+        if matches(frame):
+            return frame
+
+
+def test_a_delta_carries_its_events_lags_and_changed_counters_follow(
+    client, source, api_token, teammate, cookie_for, redis_client
+):
+    cookie = cookie_for(teammate)
+
+    async def scenario():
+        communicator, _ = await open_socket(cookie, f"source={source.id}")
+        await sync_to_async(push)(client, source, api_token, "h-1", "h-2")
+        (delta,) = await deltas_until(communicator, 2)
+        (batch_id,) = {row["batch"] for row in delta["counts"]}
+        assert [lag[0] for lag in delta["lags"]] == [batch_id, batch_id]
+        assert all(lag[2] > 0 for lag in delta["lags"])  # received now, occurred in April 2026
+        # The counters come in that delta when the tick's look at them saw the batch, else in a later frame.
+        if delta.get("counters", {}).get("accepted") != 2:
+            delta = await frame_where(communicator, lambda f: f.get("counters", {}).get("accepted") == 2)
+        assert delta["counters"]["duplicates"] == 0
+        # A refused request stores no batch: its count still comes, in a health frame of its own.
+        await sync_to_async(client.post)(
+            f"/ingest/{source.ingest_key}/marketo-push/", b"{}", content_type="application/json",
+            HTTP_AUTHORIZATION="Bearer wrong",
+        )  # fmt: skip
+        frame = await frame_where(communicator, lambda f: f["type"] == "live.health")
+        assert frame["source"] == source.id
+        assert frame["counters"]["rejected"]["auth"] == 1
+        assert frame["counters"]["accepted"] == 2
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_counters_that_changed_go_in_the_tick_s_delta_or_a_frame_of_their_own():
+    counters = {"accepted": 3, "duplicates": 0, "rejected": {}, "unavailable": 0}
+    delta = {"type": "live.delta", "source": 1, "counts": []}
+    frames = tick.with_counters({groups.source_group(1): delta}, {1: counters, 2: counters})
+    assert frames[groups.source_group(1)] == {**delta, "counters": counters}
+    assert frames[groups.source_group(2)] == {"type": "live.health", "source": 2, "counters": counters}
+    assert tick.with_counters({}, {}) == {}
+
+
+# --- Who sees what, while a socket is open -----------------------------------------------------------------
+
+
+def test_a_socket_watching_all_follows_a_source_added_after_it_connected(
+    client, source, admin_user, cookie_for, redis_client
+):
+    cookie = cookie_for(admin_user)
+
+    async def scenario():
+        communicator, hello = await open_socket(cookie)
+        assert hello["sources"] == [source.id]
+        added = await sync_to_async(Source.objects.create)(name="Acme APAC", munchkin_id="555-AAA-555")
+        changed = await frame_where(communicator, lambda f: f["type"] == "live.sources")
+        assert changed["sources"] == sorted([source.id, added.id])
+        token = await sync_to_async(issue_api_token)(added)
+        await sync_to_async(push)(client, added, token, "n-1")
+        (frame,) = await deltas_until(communicator, 1)
+        assert frame["source"] == added.id
+        await communicator.disconnect()
+        assert added.id not in tick.of_this_loop().watched
+
+    run(scenario)
+
+
+def test_sharing_and_unsharing_a_source_is_followed_and_a_stranger_still_gets_nothing(
+    client, source, other_source, api_token, teammate, stranger, cookie_for, redis_client
+):
+    teammate_cookie, stranger_cookie = cookie_for(teammate), cookie_for(stranger)
+    group = teammate.groups.get()
+
+    async def scenario():
+        watching, hello = await open_socket(teammate_cookie)
+        snooping, _ = await open_socket(stranger_cookie)
+        assert hello["sources"] == [source.id]
+        await sync_to_async(other_source.viewer_groups.add)(group)
+        changed = await frame_where(watching, lambda f: f["type"] == "live.sources")
+        assert changed["sources"] == sorted([source.id, other_source.id])
+        await sync_to_async(source.viewer_groups.remove)(group)
+        changed = await frame_where(watching, lambda f: f["type"] == "live.sources")
+        assert changed["sources"] == [other_source.id]
+        await sync_to_async(push)(client, source, api_token, "u-1")
+        other_token = await sync_to_async(issue_api_token)(other_source)
+        await sync_to_async(push)(client, other_source, other_token, "u-2")
+        (frame,) = await deltas_until(watching, 1)
+        assert frame["source"] == other_source.id  # nothing of the source no longer shared
+        assert await snooping.receive_nothing(timeout=0.5)
+        await watching.disconnect()
+        await snooping.disconnect()
+
+    run(scenario)
+
+
+def test_a_socket_on_a_source_no_longer_shared_is_closed(source, teammate, cookie_for, redis_client):
+    cookie = cookie_for(teammate)
+
+    async def scenario():
+        communicator, _ = await open_socket(cookie, f"source={source.id}")
+        await sync_to_async(source.viewer_groups.clear)()
+        output = await communicator.receive_output(timeout=FRAME_WAIT)
+        while output["type"] == "websocket.send":  # a frame sent before the change
+            output = await communicator.receive_output(timeout=FRAME_WAIT)
+        assert output == {"type": "websocket.close", "code": consumers.REFUSED_SOURCE}
+        assert source.id not in tick.of_this_loop().watched
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_without_a_notice_the_periodic_check_finds_a_new_source(
+    client, source, admin_user, cookie_for, redis_client, monkeypatch
+):
+    monkeypatch.setattr(consumers, "RECHECK", 0.2)
+    cookie = cookie_for(admin_user)
+
+    async def scenario():
+        communicator, _ = await open_socket(cookie)
+        # bulk_create sends no signal: no notice goes out.
+        (added,) = await sync_to_async(Source.objects.bulk_create)([Source(name="Quiet", munchkin_id="444-QQQ-444")])
+        added = await sync_to_async(Source.objects.get)(name="Quiet")
+        changed = await frame_where(communicator, lambda f: f["type"] == "live.sources")
+        assert added.id in changed["sources"]
+        await communicator.disconnect()
 
     run(scenario)

@@ -164,6 +164,11 @@ def test_health_counts_duplicates_refusals_and_503s_per_source(client, admin_use
     assert row["unavailable"] == 1
     assert row["per_minute"] == 0.2  # 3 events over the 15-minute rate window
     assert row["lag_p50_s"] > 0
+    # What the page keeps the row live with: the rate window's minutes and the lag sample by batch.
+    assert sum(n for _minute, n in row["minutes"]) == 3
+    batches = set(Batch.objects.values_list("id", flat=True))
+    assert len(row["lags"]) == 3 and {lag[0] for lag in row["lags"]} <= batches
+    assert snapshot(client)["health_rules"]["rate_window_s"] == 900
 
 
 def test_a_source_that_never_received_anything_says_so(client, admin_user, source, redis_client):

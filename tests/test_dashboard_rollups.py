@@ -97,7 +97,8 @@ def test_counts_go_to_the_source_each_row_names(source, other_source):
     batch(source, [[source.id, "activity", VISIT, 1, 3], [other_source.id, "activity", VISIT, 1, 4]])
     rollups.roll_up()
     since, until = T0 - timedelta(hours=1), T0 + timedelta(hours=1)
-    assert rollups.per_source(None, since, until) == {source.id: 3, other_source.id: 4}
+    minute = int(T0.replace(second=0).timestamp())
+    assert rollups.per_source_minutes(None, since, until) == {source.id: {minute: 3}, other_source.id: {minute: 4}}
     assert [c.count for c in rollups.counts([other_source.id], since, until, 60)] == [4]
     assert rollups.counts([], since, until, 60) == []
 
@@ -127,13 +128,14 @@ def test_counts_are_summed_into_buckets_aligned_on_the_epoch(source):
     assert [c.count for c in found] == [1, 1]
 
 
-def test_the_floor_passes_old_batches_and_forgets_their_records(source):
+def test_the_floor_passes_batches_once_proven_settled_and_forgets_their_records(source):
     first = batch(source, [[source.id, "activity", VISIT, 1, 1]])
     second = batch(source, [[source.id, "activity", VISIT, 1, 1]])
-    rollups.roll_up(now=T0 + timedelta(minutes=1))  # too recent: the floor stays
+    rollups.roll_up(now=T0 + timedelta(minutes=1))  # takes the watermark: the floor stays
     assert RollupFloor.objects.get().batch_id == 0
+    assert RollupFloor.objects.get().seen_through == second.id
     assert RolledUpBatch.objects.count() == 2
-    rollups.roll_up(now=T0 + rollups.GRACE + timedelta(seconds=1))
+    rollups.roll_up(now=T0 + timedelta(minutes=1))  # no transaction was open across: proven
     assert RollupFloor.objects.get().batch_id == second.id > first.id
     assert RolledUpBatch.objects.count() == 0
     batch(source, [[source.id, "activity", VISIT, 1, 1]])
@@ -263,3 +265,97 @@ def test_a_real_transaction_that_commits_late_is_counted(source):
     thread.join()
     assert rollups.roll_up() == 1
     assert sorted(table().values()) == [1, 10]
+
+
+def floor():
+    return RollupFloor.objects.get().batch_id
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="an open transaction beside a writer needs PostgreSQL")
+def test_the_floor_never_passes_a_transaction_held_open_across_runs_and_it_is_counted_at_commit(source):
+    opened, release, held = threading.Event(), threading.Event(), {}
+    received = timezone.now() - timedelta(minutes=30)  # older than any grace a clock-based floor would give
+
+    def slow_ingest():
+        with transaction.atomic():
+            held["batch"] = batch(Source.objects.get(id=source.id), [[source.id, "activity", CLICK, 3, 10]],
+                                  received_at=received)  # fmt: skip
+            opened.set()
+            release.wait(30)
+        connection.close()
+
+    thread = threading.Thread(target=slow_ingest)
+    thread.start()
+    try:
+        assert opened.wait(30)
+        later = batch(source, [[source.id, "activity", VISIT, 1, 1]], received_at=received)
+        for _ in range(3):
+            rollups.roll_up()
+        assert floor() < held["batch"].id < later.id
+    finally:
+        release.set()
+        thread.join()
+    assert rollups.roll_up() == 1
+    rollups.roll_up()
+    rollups.roll_up()
+    assert floor() == later.id  # proven once the transaction ended: the floor moves on
+    assert RolledUpBatch.objects.count() == 0
+    assert sorted(table().values()) == [1, 10]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a sequence gap needs PostgreSQL")
+def test_the_floor_passes_the_id_of_a_transaction_that_rolled_back(source):
+    class Abandon(Exception):
+        pass
+
+    with pytest.raises(Abandon), transaction.atomic():
+        lost = batch(source, [[source.id, "activity", VISIT, 1, 5]])
+        raise Abandon
+    later = batch(source, [[source.id, "activity", VISIT, 1, 1]])
+    assert later.id > lost.id
+    rollups.roll_up()
+    rollups.roll_up()
+    assert floor() == later.id
+    assert list(table().values()) == [1]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent snapshots need PostgreSQL")
+def test_concurrent_snapshots_do_not_wait_for_each_other_and_each_reads_what_it_names(source):
+    batch(source, [[source.id, "activity", VISIT, 1, 1]], received_at=timezone.now())
+    inside, other_done, found = threading.Event(), threading.Event(), {}
+    since, until = timezone.now() - timedelta(hours=1), timezone.now() + timedelta(hours=1)
+
+    def slow_snapshot():
+        try:
+            with rollups.settled() as included:
+                before = sum(c.count for c in rollups.counts(None, since, until, 3600))
+                inside.set()
+                other_done.wait(30)
+                # Another snapshot and a rollup committed meanwhile: this one still reads what it named.
+                after = sum(c.count for c in rollups.counts(None, since, until, 3600))
+                found["slow"] = (included, before, after)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=slow_snapshot)
+    thread.start()
+    try:
+        assert inside.wait(30)
+        newer = batch(source, [[source.id, "activity", VISIT, 1, 2]], received_at=timezone.now())
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '20s'")  # waiting in line fails here instead of hanging
+        with rollups.settled() as included:
+            total = sum(c.count for c in rollups.counts(None, since, until, 3600))
+        assert (included.through, total) == (newer.id, 3)
+    finally:
+        other_done.set()
+        thread.join()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+    slow_included, before, after = found["slow"]
+    assert before == after == 1
+    assert slow_included.through < newer.id
+    assert newer.id not in slow_included.pending

@@ -2,14 +2,18 @@
 
 import json
 import uuid
+from datetime import timedelta
+from importlib import import_module
 
 import orjson
 import pytest
+from django.db import connection
 from django.utils import timezone
 
-from dashboard import audit, notifications
+from dashboard import audit, notifications, rollups
+from dashboard.models import AuditPerson
 from streams import announce
-from streams.models import ValidationRequest
+from streams.models import Event, ValidationRequest
 from tests.conftest import payload
 
 pytestmark = pytest.mark.django_db
@@ -115,6 +119,29 @@ def test_the_audit_snapshot_counts_changes_by_person_component_and_action(client
     assert {"component": "Landing Page", "action": "edit", "changes": 2} in found["by_component"]
     alerts = [item for item in found["feed"] if item["alert"]]
     assert [(a["user"], a["detail"]) for a in alerts] == [("eve@x.io", "Login 1 login failure")]
+
+
+def test_a_numbered_user_is_matched_to_the_person_an_earlier_range_named(client, teammate, source, post_io):
+    post_io(orjson.dumps([audit_event(user=253, user_id="ann@x.io")]))  # both names, two days ago
+    rollups.roll_up()
+    Event.objects.update(received_at=timezone.now() - timedelta(days=2))
+    post_io(orjson.dumps([audit_event("Landing Page", "edit", user=253), audit_event(user=999)]))
+    client.force_login(teammate)
+    people = client.get(AUDIT, {"range": "1h"}).json()["people"]
+    assert sorted((p["person"], p["changes"]) for p in people) == [("ann@x.io", 1), ("user #999", 1)]
+    assert AuditPerson.objects.get(source=source).user_email == "ann@x.io"
+    # User numbers belong to one instance: another source's user 253 is someone else.
+    assert audit.person_of("253", "", audit.known_people([source.id]), source.id + 1) == "user #253"
+
+
+def test_the_migration_learns_who_each_number_is_from_the_events_already_stored(source, post_io):
+    post_io(orjson.dumps([audit_event(user=253, user_id="ann@x.io"), audit_event(user=7)]))
+    AuditPerson.objects.all().delete()
+    with connection.cursor() as cursor:
+        cursor.execute(import_module("dashboard.migrations.0003_audit_person").FILL)
+    assert list(AuditPerson.objects.values_list("source_id", "user_numeric", "user_email")) == [
+        (source.id, "253", "ann@x.io")
+    ]
 
 
 def test_the_audit_snapshot_is_for_logged_in_people_and_their_sources(client, post_io, django_user_model, source):

@@ -57,8 +57,10 @@ window.FluxoLive = (function () {
     socket.onmessage = function (event) {
       var frame;
       try { frame = JSON.parse(event.data); } catch (e) { return; }
-      if (frame.type !== "live.hello") { self.options.onFrame(frame); return; }
+      if (frame.type !== "live.hello" && frame.type !== "live.sources") { self.options.onFrame(frame); return; }
       // The server says hello once its tick listens: a snapshot taken now misses nothing after it.
+      // It says live.sources when the socket follows other sources (one added, or one no longer
+      // visible): the page re-syncs the same way.
       setStatus(document.hidden ? "paused while the tab is hidden" : "live", !document.hidden);
       self.options.onOpen(frame);
     };
@@ -94,6 +96,43 @@ window.FluxoLive = (function () {
     });
   }
 
+  /* The source and range pickers every page shares (templates/dashboard/_scope.html). */
+  function byId(id) { return document.getElementById(id); }
+
+  /* ``params`` (a URLSearchParams, or a new one) with the chosen source, range and the viewer's zone. */
+  function scopeParams(params) {
+    params = params || new URLSearchParams();
+    params.set("source", byId("source").value);
+    params.set("range", byId("range").value);
+    if (byId("range").value === "custom") { params.set("since", byId("since").value); params.set("until", byId("until").value); }
+    params.set("tz", zone);
+    return params;
+  }
+
+  /* Call ``onChange(sourceChanged)`` when a complete choice is made (a custom range needs both ends). */
+  function watchScope(onChange) {
+    var source = byId("source").value;
+    function changed() {
+      byId("custom-range").hidden = byId("range").value !== "custom";
+      if (byId("range").value === "custom" && (!byId("since").value || !byId("until").value)) return;
+      var sourceChanged = byId("source").value !== source;
+      source = byId("source").value;
+      onChange(sourceChanged);
+    }
+    byId("zone").textContent = zone;
+    byId("source").addEventListener("change", changed);
+    byId("range").addEventListener("change", changed);
+    byId("apply-range").addEventListener("click", changed);
+  }
+
+  /* Whether an event received at ``iso`` belongs to a snapshot's window and arrives live into it: the
+   * window must reach past now; a sliding one takes everything new, a fixed one what falls before its end. */
+  function takesLive(win, iso) {
+    if (!win || !win.live) return false;
+    var at = parseTime(iso);
+    return at >= parseTime(win.since) && (win.sliding || at < parseTime(win.until));
+  }
+
   function getJson(url) {
     return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }).then(function (response) {
       if (response.status === 401) { window.location.assign("/accounts/login/?next=" + encodeURIComponent(window.location.pathname)); return null; }
@@ -107,5 +146,6 @@ window.FluxoLive = (function () {
   return {
     zone: zone, cell: cell, parseTime: parseTime, shownTime: shownTime, localiseTimes: localiseTimes,
     setStatus: setStatus, Connection: Connection, scheduleDraws: scheduleDraws, getJson: getJson,
+    scopeParams: scopeParams, watchScope: watchScope, takesLive: takesLive,
   };
 })();

@@ -16,7 +16,6 @@
   var BUFFER_MAX = 2000; // frames kept while hidden; beyond, drop them and re-sync when visible
   var MAX_TRACES = 10;
   var RESYNC_MS = 5 * 60 * 1000; // a live window re-syncs now and then (old buckets leave the totals)
-  var SILENT_AFTER_MS = 5 * 60 * 1000;
   var PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
   var REASONS = ["auth", "signature", "malformed", "too_large"];
 
@@ -34,7 +33,8 @@
     epochs: [],        // bucket starts (ms) drawn on the chart, oldest first
     traceOf: new Map(),// type key -> trace index
     feedIds: new Set(),
-    health: new Map(), // source id -> health row
+    health: new Map(), // source id -> health row, kept live (liveHealth)
+    rules: null,       // the windows health values are computed over (the snapshot's health_rules)
     topTypes: new Map(),
     lastResync: 0,
     snapshotSeq: 0,
@@ -60,22 +60,10 @@
 
   // --- Snapshot -----------------------------------------------------------------------------------------
 
-  function query() {
-    var params = new URLSearchParams();
-    params.set("source", $("source").value);
-    params.set("range", $("range").value);
-    if ($("range").value === "custom") {
-      params.set("since", $("since").value);
-      params.set("until", $("until").value);
-    }
-    params.set("tz", zone);
-    return params;
-  }
-
   function resync() {
     state.syncing = true;
     var seq = ++state.snapshotSeq;
-    return L.getJson(config.snapshotUrl + "?" + query().toString()).then(function (snap) {
+    return L.getJson(config.snapshotUrl + "?" + L.scopeParams().toString()).then(function (snap) {
       if (!snap || seq !== state.snapshotSeq) return;  // a newer request superseded this one
       draw(snap);
       state.syncing = false;
@@ -100,7 +88,8 @@
     var body = $("feed").tBodies[0];
     body.replaceChildren();
     snap.feed.slice().reverse().forEach(function (item) { addFeedRow(item, snap.sources); });
-    state.health = new Map(snap.health.map(function (h) { return [h.source, h]; }));
+    state.rules = snap.health_rules;
+    state.health = new Map(snap.health.map(function (h) { return [h.source, liveHealth(h)]; }));
     drawHealth();
   }
 
@@ -139,7 +128,7 @@
 
   function applyCounts(rows) {
     var win = state.snap.window;
-    if (!win.live || !rows.length) return;
+    if (!rows.length) return;
     var step = win.bucket_seconds * 1000;
     var perMinute = win.bucket_seconds / 60;
     var inPlace = new Map();  // trace -> Map(bucket index -> added)
@@ -207,7 +196,6 @@
   }
 
   function applyTotals(rows) {
-    if (!state.snap.window.live) return;
     var totals = state.snap.totals;
     rows.forEach(function (row) {
       totals.events += row.n;
@@ -252,11 +240,57 @@
     }
   }
 
+  /* A snapshot's health row, made ready to follow the deltas: its per-minute counts as a Map (ms ->
+   * events) and the batches its lag sample holds. */
+  function liveHealth(h) {
+    h.minutes = new Map(h.minutes.map(function (m) { return [m[0] * 1000, m[1]]; }));
+    h.lagBatches = new Set(h.lags.map(function (l) { return l[0]; }));
+    return h;
+  }
+
+  /* A delta's share of its source's row: the rows the snapshot does not hold yet, and the lags of
+   * batches its sample does not. */
+  function applyHealth(h, frame, rows) {
+    rows.forEach(function (row) {
+      var minute = Math.floor(parseTime(row.at) / 60000) * 60000;
+      h.minutes.set(minute, (h.minutes.get(minute) || 0) + row.n);
+    });
+    var fresh = (frame.lags || []).filter(function (l) { return !h.lagBatches.has(l[0]); });
+    fresh.forEach(function (l) { h.lagBatches.add(l[0]); });
+    h.lags = fresh.concat(h.lags).slice(0, state.rules.lag_sample);
+    if (!h.last_event_at || parseTime(frame.last_event_at) > parseTime(h.last_event_at)) h.last_event_at = frame.last_event_at;
+  }
+
+  /* Counters only grow (a frame read before the snapshot may arrive after it): keep the larger. */
+  function applyCounters(h, counters) {
+    ["accepted", "duplicates", "unavailable"].forEach(function (name) { h[name] = Math.max(h[name] || 0, counters[name] || 0); });
+    REASONS.forEach(function (r) { h.rejected[r] = Math.max(h.rejected[r] || 0, counters.rejected[r] || 0); });
+  }
+
+  /* Nearest rank, as dashboard.health.percentile. */
+  function percentile(sorted, fraction) {
+    if (!sorted.length) return null;
+    var rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(fraction * sorted.length) - 1));
+    return Math.round(sorted[rank] * 10) / 10;
+  }
+
+  /* Events per minute and lag percentiles now, over the same windows as the server. */
+  function currentValues(h) {
+    var now = Date.now(), rules = state.rules, recent = 0;
+    h.minutes.forEach(function (n, minute) { if (minute >= now - rules.rate_window_s * 1000 && minute < now) recent += n; });
+    var lags = h.lags.filter(function (l) { return l[1] * 1000 >= now - rules.lag_window_s * 1000; })
+      .map(function (l) { return l[2]; }).sort(function (a, b) { return a - b; });
+    return {
+      perMinute: Math.round(100 * recent / (rules.rate_window_s / 60)) / 100,
+      p50: percentile(lags, 0.5), p95: percentile(lags, 0.95),
+    };
+  }
+
   function stateText(h) {
     if (!h.last_event_at) return ["never", "no event received yet"];
     var quiet = Date.now() - parseTime(h.last_event_at);
     var minutes = Math.floor(quiet / 60000);
-    if (quiet >= SILENT_AFTER_MS) {
+    if (quiet >= state.rules.silent_after_s * 1000) {
       return ["silent", "silent for " + minutes + (minutes === 1 ? " minute" : " minutes")];
     }
     return ["ok", "receiving"];
@@ -267,10 +301,12 @@
     var rows = Array.from(state.health.values()).map(function (h) {
       var tr = document.createElement("tr");
       var st = stateText(h);
-      var lag = h.lag_p50_s === null ? "–" : h.lag_p50_s + " s / " + h.lag_p95_s + " s";
+      var now = currentValues(h);
+      var lag = now.p50 === null ? "–" : now.p50 + " s / " + now.p95 + " s";
       var refused = REASONS.map(function (r) { return h.rejected[r] || 0; }).join(" / ");
+      tr.dataset.source = h.source;
       tr.append(cell("td", h.name), cell("td", h.munchkin_id), cell("td", st[1], "state " + st[0]),
-        cell("td", shownTime(h.last_event_at)), cell("td", h.per_minute, "num"), cell("td", lag, "num"),
+        cell("td", shownTime(h.last_event_at)), cell("td", now.perMinute, "num per-minute"), cell("td", lag, "num lag"),
         cell("td", h.duplicates, "num"), cell("td", refused, "num"), cell("td", h.unavailable, "num"));
       return tr;
     });
@@ -280,15 +316,16 @@
   // --- Frames -------------------------------------------------------------------------------------------
 
   function applyFrame(frame) {
+    var h = state.health.get(frame.source);
+    if (h && frame.counters) applyCounters(h, frame.counters);
     if (frame.type !== "live.delta") return;
     var rows = frame.counts.filter(counted);
-    applyCounts(rows);
-    applyTotals(rows);
+    var win = state.snap.window;
+    var charted = rows.filter(function (row) { return L.takesLive(win, row.at); });
+    applyCounts(charted);
+    applyTotals(charted);
     frame.events.slice().reverse().forEach(function (item) { addFeedRow(item); });
-    var h = state.health.get(frame.source);
-    if (h && (!h.last_event_at || parseTime(frame.last_event_at) > parseTime(h.last_event_at))) {
-      h.last_event_at = frame.last_event_at;
-    }
+    if (h) applyHealth(h, frame, rows);  // health is about now, whatever range the chart shows
   }
 
   function redraw() {
@@ -322,10 +359,8 @@
     onFrame: received,
   });
 
-  function controlsChanged() {
-    $("custom-range").hidden = $("range").value !== "custom";
-    if ($("range").value === "custom" && (!$("since").value || !$("until").value)) return;
-    if ($("source").value !== state.socketSource) {
+  function controlsChanged(sourceChanged) {
+    if (sourceChanged) {
       state.syncing = true;  // frames of the old source must not be drawn in the meantime
       connection.replace();
     } else {
@@ -335,10 +370,7 @@
 
   // --- Start ------------------------------------------------------------------------------------------
 
-  $("zone").textContent = zone;
-  $("source").addEventListener("change", controlsChanged);
-  $("range").addEventListener("change", controlsChanged);
-  $("apply-range").addEventListener("click", controlsChanged);
+  L.watchScope(controlsChanged);
   L.scheduleDraws(REDRAW_MS, redraw, connection);
   setInterval(function () { if (!document.hidden && state.snap) drawHealth(); }, 15000);
   connection.open();

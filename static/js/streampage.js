@@ -11,28 +11,20 @@ window.FluxoStreamPage = function (page) {
   var L = window.FluxoLive;
   var config = JSON.parse(document.getElementById("page-config").textContent);
   var $ = function (id) { return document.getElementById(id); };
-  var state = { sources: config.sources, buffer: [], syncing: true, seq: 0, lastSync: 0, stale: false, ids: new Set(), socketSource: null };
+  var state = { sources: config.sources, window: null, buffer: [], syncing: true, seq: 0, lastSync: 0, stale: false, ids: new Set(), socketSource: null };
 
   function sourceName(id) {
     var found = state.sources.find(function (s) { return s.id === id; });
     return found ? found.name : "#" + id;
   }
 
-  function query() {
-    var params = new URLSearchParams();
-    params.set("source", $("source").value);
-    params.set("range", $("range").value);
-    if ($("range").value === "custom") { params.set("since", $("since").value); params.set("until", $("until").value); }
-    params.set("tz", L.zone);
-    return params;
-  }
-
   function resync() {
     state.syncing = true;
     var seq = ++state.seq;
-    L.getJson(config.snapshotUrl + "?" + query().toString()).then(function (snap) {
+    L.getJson(config.snapshotUrl + "?" + L.scopeParams().toString()).then(function (snap) {
       if (!snap || seq !== state.seq) return;
       state.sources = snap.sources;
+      state.window = snap.window;
       $("snapshot-error").textContent = "";
       page.render(snap, api);
       state.lastSync = Date.now();
@@ -64,7 +56,10 @@ window.FluxoStreamPage = function (page) {
     state.buffer = [];
     frames.forEach(function (frame) {
       if (frame.type !== "live.tail") return;
-      feed(frame.events, false);
+      // A range that ends before now takes nothing new; one that holds now, what falls in it.
+      var taken = frame.events.filter(function (item) { return L.takesLive(state.window, item.received_at); });
+      if (!taken.length) return;
+      feed(taken, false);
       state.stale = true;
     });
     if (state.stale && Date.now() - state.lastSync > REFRESH_MS) resync();
@@ -79,17 +74,12 @@ window.FluxoStreamPage = function (page) {
     onFrame: function (frame) { state.buffer.push(frame); if (state.buffer.length > 2000) { state.buffer = []; state.stale = true; } },
   });
 
-  function changed() {
-    $("custom-range").hidden = $("range").value !== "custom";
-    if ($("range").value === "custom" && (!$("since").value || !$("until").value)) return;
-    if ($("source").value !== state.socketSource) { state.syncing = true; connection.replace(); } else { resync(); }
+  function changed(sourceChanged) {
+    if (sourceChanged) { state.syncing = true; connection.replace(); } else { resync(); }
   }
 
   var api = { sourceName: sourceName, feed: feed, cell: L.cell, shownTime: L.shownTime };
-  $("zone").textContent = L.zone;
-  $("source").addEventListener("change", changed);
-  $("range").addEventListener("change", changed);
-  $("apply-range").addEventListener("click", changed);
+  L.watchScope(changed);
   L.scheduleDraws(REDRAW_MS, draw, connection);
   connection.open();
   return api;

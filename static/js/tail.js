@@ -12,14 +12,22 @@
   var L = window.FluxoLive;
   var config = JSON.parse(document.getElementById("tail-config").textContent);
   var $ = function (id) { return document.getElementById(id); };
-  var state = { sources: [], ids: new Set(), buffer: [], syncing: true, seq: 0 };
+  var state = { sources: [], window: null, ids: new Set(), buffer: [], syncing: true, seq: 0 };
 
+  /* What the server filters on: the source and these (the range only applies to the snapshot). */
   function filters() {
     var params = new URLSearchParams();
     ["source", "type", "lead", "campaign"].forEach(function (name) {
       var value = $(name).value.trim();
       if (value) params.set(name, value);
     });
+    return params;
+  }
+
+  /* The filters and the range: the snapshot's query, and the page's own URL. */
+  function choices() {
+    var params = L.scopeParams(filters());
+    params.delete("tz");
     return params;
   }
 
@@ -58,9 +66,12 @@
   function resync() {
     state.syncing = true;
     var seq = ++state.seq;
-    L.getJson(config.tailUrl + "?" + filters().toString()).then(function (snap) {
+    var query = choices();
+    query.set("tz", L.zone);
+    L.getJson(config.tailUrl + "?" + query.toString()).then(function (snap) {
       if (!snap || seq !== state.seq) return;
       state.sources = snap.sources;
+      state.window = snap.window;
       state.ids = new Set();
       $("tail").tBodies[0].replaceChildren();
       add(snap.events);
@@ -78,8 +89,10 @@
     state.buffer = [];
     frames.forEach(function (frame) {
       if (frame.type !== "live.tail") return;
-      if (frame.sampled) $("sampled").hidden = false;
-      add(frame.events);
+      // A range that ends before now takes nothing new; one that holds now, what falls in it.
+      var taken = frame.events.filter(function (item) { return L.takesLive(state.window, item.received_at); });
+      if (frame.sampled && taken.length) $("sampled").hidden = false;
+      add(taken);
     });
   }
 
@@ -96,13 +109,19 @@
     },
   });
 
-  $("zone").textContent = L.zone;
-  $("filters").addEventListener("submit", function (event) {
-    event.preventDefault();
-    history.replaceState(null, "", "?" + filters().toString());
+  function refilter() {
+    history.replaceState(null, "", "?" + choices().toString());
     $("sampled").hidden = true;
     state.syncing = true;
     connection.replace();
+  }
+
+  $("filters").addEventListener("submit", function (event) { event.preventDefault(); refilter(); });
+  // Another source needs another socket; another range, only another snapshot.
+  L.watchScope(function (sourceChanged) {
+    if (sourceChanged) { refilter(); return; }
+    history.replaceState(null, "", "?" + choices().toString());
+    resync();
   });
   L.scheduleDraws(REDRAW_MS, draw, connection);
   connection.open();
