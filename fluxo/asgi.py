@@ -1,3 +1,4 @@
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -6,29 +7,97 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fluxo.settings")
 # Django must be set up before anything imports models (the websocket routes do).
 django_asgi_app = get_asgi_application()
 
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
+from asgiref.sync import sync_to_async  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+from django.core import signals  # noqa: E402
+from django.core.exceptions import RequestAborted  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
+from django.db.backends.signals import connection_created  # noqa: E402
+from django.urls import set_script_prefix  # noqa: E402
 
+from fluxo.env import pool_check  # noqa: E402
 from fluxo.routing import websocket_urlpatterns  # noqa: E402
+
+# Threads that run the ingest requests of one process. Each holds a pooled database connection only
+# while it handles a request, so this also caps what ingest takes of the pool (max_size 16).
+INGEST_THREADS = 8
 
 
 class IngestHandler(ASGIHandler):
-    """Django for the ingest URLs alone, without the middleware stack.
+    """Django for the ingest URLs alone: no middleware, and one thread hand-off per request.
 
-    Under ASGI every sync middleware costs a thread hand-off each way on every request (about
-    8 ms of CPU per push for the eight in settings, measured by bench/stages.py); the receivers
-    use none of them: no session, no CSRF, no user, and their own JSON errors.
+    Django's ASGIHandler hands off to a thread three times per request for a sync view (the
+    request_started receivers, the view, response.close() with the request_finished receivers), each
+    time in a thread created for that request; with the middleware stack, twice more per middleware.
+    Here the whole request (its signals, the view, closing it, so the database connection goes back to
+    the pool) runs in one call on a fixed pool of threads, and the event loop only reads the body and
+    sends the answer. The receivers use no session, CSRF or user, and make their own JSON errors.
+
+    The view runs to its end even if the sender hangs up meanwhile: what it commits it has decided
+    to acknowledge, and its connection is returned in the same thread, never left mid-statement.
     """
 
+    def __init__(self):
+        super().__init__()
+        executor = ThreadPoolExecutor(max_workers=INGEST_THREADS, thread_name_prefix="ingest")
+        self._respond_async = sync_to_async(self.respond, thread_sensitive=False, executor=executor)
+
+    async def __call__(self, scope, receive, send):
+        # No ThreadSensitiveContext: nothing here runs in Django's thread-sensitive mode.
+        await self.handle(scope, receive, send)
+
     def load_middleware(self, is_async=False):
+        # The sync chain whatever Django asks for: handle() below only calls the sync get_response().
         self._view_middleware, self._template_response_middleware, self._exception_middleware = [], [], []
-        self._middleware_chain = convert_exception_to_response(self._get_response_async)
+        self._middleware_chain = convert_exception_to_response(self._get_response)
+
+    async def handle(self, scope, receive, send):
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        response = await self._respond_async(scope, body_file)
+        await self.send_response(response, send)
+
+    def respond(self, scope, body_file):
+        """The whole request in this thread, as Django's sync handlers do it; returns a closed response."""
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        response = None
+        try:
+            request, response = self.create_request(scope, body_file)
+            if request is not None:
+                response = self.get_response(request)
+        finally:
+            body_file.close()
+            if response is None:  # get_response() raised (it turns exceptions into responses): still finish
+                signals.request_finished.send(sender=self.__class__)
+            else:
+                response._handler_class = self.__class__
+                response.close()  # request_finished: close_old_connections() returns the connection
+        return response
 
 
 ingest_asgi_app = IngestHandler()
+
+
+def _check_pool_by_poll(sender, connection, **kwargs):
+    """Give this process's pool the round-trip-free check (fluxo.env.pool_check) when it checks at all.
+
+    psycopg_pool 3.3 (pinned) keeps its check in ``_check``; Django offers no option to set it.
+    """
+    pool = getattr(connection, "pool", None)  # SQLite has none
+    # getattr: should a later psycopg_pool keep it elsewhere, its own check stays (a test says so).
+    if pool is not None and getattr(pool, "_check", None) not in (None, pool_check):
+        pool._check = pool_check
+
+
+connection_created.connect(_check_pool_by_poll, dispatch_uid="fluxo.asgi.check_pool_by_poll")
 
 
 async def http_application(scope, receive, send):
@@ -42,3 +111,22 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+
+def _freeze_what_start_up_made():
+    """Keep the long-lived objects of start-up out of every later garbage collection.
+
+    A full (oldest-generation) collection walks every tracked object: in a web process that is the
+    modules, Django's apps, models and URL patterns, hundreds of thousands of them, and it stops every
+    thread for 60 to 170 ms (bench/tail.py), a legacy push's own service time again; a 500-activity
+    push allocates enough to set one off every few seconds per process. Frozen, they are never
+    walked: 5 to 20 ms. The URL patterns load lazily, so they are loaded first.
+    """
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns  # noqa: B018 (imports the views and the admin's URLs)
+    gc.collect()
+    gc.freeze()
+
+
+_freeze_what_start_up_made()

@@ -2,8 +2,13 @@
 Munchkin lookup skipped for a batch of the receiving source, the one-statement store, the leaner
 indexes, and the admin's write-only introspection secret."""
 
+import asyncio
+import time
+
 import orjson
+import psycopg
 import pytest
+from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -181,6 +186,7 @@ def change(source, **fields):
         "legacy_auth": "oauth_introspection",
         "oauth_introspection_url": "http://127.0.0.1:9/introspect",
         "oauth_introspection_client_id": "fluxo",
+        "auth_grace_hours": "24",
         "created_at_0": "2026-01-01",
         "created_at_1": "00:00:00",
         "tokens-TOTAL_FORMS": "0",
@@ -212,3 +218,135 @@ def test_the_admin_never_shows_the_introspection_secret_and_blank_keeps_it(admin
     assert admin_client.post(path, form).status_code == 302
     source.refresh_from_db()
     assert source.oauth_introspection_client_secret == ""
+
+
+# --- The ingest route of fluxo.asgi: the whole request in one thread hand-off -------------------------
+
+
+def asgi_call(method, path, content=b"", headers=None, query=b""):
+    """(status, headers, body) of one request through fluxo.asgi.application, as daphne calls it."""
+    from fluxo.asgi import application
+
+    pairs = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")]
+    pairs += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    if content:
+        pairs.append((b"content-length", str(len(content)).encode()))
+    scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "query_string": query}
+    scope.update(headers=pairs, http_version="1.1", scheme="http", server=("127.0.0.1", 80), root_path="")
+    scope.update(client=("127.0.0.1", 1), asgi={"version": "3.0"})
+    chunks = [content[:1000], content[1000:]]  # as a server hands over a body: in parts
+    sent = []
+
+    async def receive():
+        if chunks:
+            part = chunks.pop(0)
+            return {"type": "http.request", "body": part, "more_body": bool(chunks)}
+        await asyncio.Event().wait()
+
+    async def send(message):
+        sent.append(message)
+
+    async_to_sync(application)(scope, receive, send)
+    start = sent[0]
+    body = b"".join(message.get("body", b"") for message in sent[1:])
+    return start["status"], {k.decode().lower(): v.decode() for k, v in start["headers"]}, body
+
+
+def asgi_push(source, content, token):
+    return asgi_call(
+        "POST", f"/ingest/{source.ingest_key}/marketo-push/", content, {"Authorization": f"Bearer {token}"}
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_through_asgi_a_push_is_stored_and_each_refusal_keeps_its_status(source, settings):
+    token = issue_api_token(source)
+    status, _, answer = asgi_push(source, body("g-1", "g-2"), token)
+    assert (status, orjson.loads(answer)) == (200, {"accepted": 2, "duplicates": 0})
+    assert asgi_push(source, body("g-1"), token)[2] == b'{"accepted": 0, "duplicates": 1}'
+    assert sorted(Event.objects.values_list("activity_key", flat=True)) == ["123-ABC-456|g-1", "123-ABC-456|g-2"]
+    assert asgi_push(source, body("g-3"), "wrong-token")[0] == 401
+    assert asgi_push(source, b'{"munchkinId": "123-ABC-456", "activities": [', token)[0] == 400
+    assert asgi_call("POST", "/ingest/no-such-key/marketo-push/", body("g-4"))[0] == 404
+    assert asgi_call("PUT", f"/ingest/{source.ingest_key}/marketo-push/", body("g-4"))[0] == 405
+    assert asgi_call("GET", f"/ingest/{source.ingest_key}/marketo-push/")[0] == 200
+    status, _, answer = asgi_call("GET", f"/ingest/{source.ingest_key}/adobe-io/", query=b"challenge=abc")
+    assert (status, orjson.loads(answer)) == (200, {"challenge": "abc"})
+    settings.FLUXO_MAX_BODY_BYTES = 2000
+    status, _, answer = asgi_push(source, body(*(f"big-{n}" for n in range(40))), token)
+    assert (status, orjson.loads(answer)["error"]) == (413, "too_large")
+    assert Event.objects.count() == 2
+
+
+needs_postgres = pytest.mark.skipif("connection.vendor != 'postgresql'")
+
+
+def _direct_connection():
+    """A connection of the test's own, outside Django and its pool."""
+    db = connection.settings_dict
+    return psycopg.connect(
+        dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"], host=db["HOST"], port=db["PORT"], autocommit=True
+    )
+
+
+def _pool_idle():
+    """(connections in the pool, of them idle): all idle once every request has given its own back."""
+    stats = connection.pool.get_stats()
+    return stats["pool_size"], stats["pool_available"]
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_through_asgi_every_request_gives_its_connection_back_to_the_pool(source):
+    from fluxo.asgi import INGEST_THREADS
+
+    token = issue_api_token(source)
+    connection.close()  # this test's own connection goes back too
+    for n in range(INGEST_THREADS + 4):  # more requests than threads: every thread used, some twice
+        assert asgi_push(source, body(f"g-{n}"), token)[0] == 200
+    size, idle = _pool_idle()
+    assert size >= 1 and idle == size
+    assert Event.objects.count() == INGEST_THREADS + 4
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_through_asgi_connections_the_server_closed_are_replaced_without_a_503(source):
+    from fluxo import env
+
+    token = issue_api_token(source)
+    assert asgi_push(source, body("g-1"), token)[0] == 200
+    connection.close()
+    assert connection.pool._check is env.pool_check  # the poll, not an empty query per request
+    # As a server restart does: every pooled connection is ended by the server (all idle in the pool).
+    with _direct_connection() as admin:
+        query = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ended = [pid for (pid,) in admin.execute(query).fetchall()]
+        assert ended
+        for pid in ended:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        while admin.execute(f"{query} AND pid = ANY(%s)", [ended]).fetchall():
+            time.sleep(0.05)  # until they have exited (their FATAL message sent)
+    lost = connection.pool.get_stats().get("connections_lost", 0)
+    assert asgi_push(source, body("g-2"), token)[0] == 200
+    assert connection.pool.get_stats().get("connections_lost", 0) > lost  # found dead, replaced
+    assert Event.objects.count() == 2
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_through_asgi_an_unavailable_database_is_a_503_with_retry_after(source, settings):
+    token = issue_api_token(source)
+    assert asgi_push(source, body("g-1"), token)[0] == 200  # the source is cached now
+    # The database goes away: its name no longer exists on the server, so new connections fail.
+    name = settings.DATABASES["default"]["NAME"]
+    settings.DATABASES["default"]["NAME"] = "fluxo_no_such_database"
+    connection.close()
+    connection.close_pool()  # the pool keeps its connection parameters: a new one takes the new name
+    try:
+        status, headers, answer = asgi_push(source, body("g-2"), token)
+    finally:
+        settings.DATABASES["default"]["NAME"] = name
+        connection.close_pool()
+    assert (status, orjson.loads(answer)["error"], headers["retry-after"]) == (503, "unavailable", "30")
+    assert asgi_push(source, body("g-2"), token)[0] == 200
