@@ -1,4 +1,5 @@
-"""GET /api/v1/alerts: the open alerts a caller may see, and those resolved in the last hour, as JSON.
+"""GET /api/v1/alerts: the open alerts a caller may see, and those resolved or fired (event alerts) in the
+last hour, as JSON.
 
 Authenticated like the rest of /api/v1 (a personal token, or a logged-in session; streams.api), read
 only. Each alert has the shape of the live announcement (alerts.announce.message), so a dashboard
@@ -56,7 +57,9 @@ def snapshot(user, params, now):
     if unknown:
         raise ApiError(400, "unknown_parameter", f"unknown parameter(s): {', '.join(unknown)}")
     alerts = visible_alerts(user).filter(
-        Q(state__in=Alert.OPEN) | Q(state=Alert.State.RESOLVED, resolved_at__gte=now - RECENT)
+        Q(state__in=Alert.OPEN)
+        | Q(state=Alert.State.RESOLVED, resolved_at__gte=now - RECENT)
+        | Q(state=Alert.State.FIRED, fired_at__gte=now - RECENT)
     )
     source = params.get("source", "")
     if source not in ("", "all"):

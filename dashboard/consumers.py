@@ -26,9 +26,10 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth import get_user_model
 
+from alerts.access import can_manage
 from dashboard import tail, tick
 from dashboard.access import visible_sources
-from dashboard.groups import HELLO, SOURCES_FRAME, source_group, tail_group
+from dashboard.groups import HELLO, SOURCES_FRAME, source_group, tail_group, unscoped_alerts_group
 
 REFUSED_BAD_REQUEST = 4400
 REFUSED_ANONYMOUS = 4401
@@ -42,6 +43,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
     sources = ()
     tail_filter = None
     asked = "all"
+    unscoped_alerts = False
     _rechecking = None
 
     async def connect(self):
@@ -63,6 +65,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
             return
         self.tail_filter, self._lock = tail_filter, asyncio.Lock()
         await self._join(sources)
+        if tail_filter is None and await database_sync_to_async(sees_unscoped_alerts)(user):
+            self.unscoped_alerts = True
+            await self.channel_layer.group_add(unscoped_alerts_group(), self.channel_name)
         self._rechecking = asyncio.get_running_loop().create_task(self._recheck_every(RECHECK))
         tick.of_this_loop().sockets.add(self)
         await self.accept()
@@ -96,6 +101,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
             live.leave_tail(removed, self.tail_filter)
 
     async def disconnect(self, code):
+        if self.unscoped_alerts:
+            await self.channel_layer.group_discard(unscoped_alerts_group(), self.channel_name)
         if self._rechecking is not None:
             self._rechecking.cancel()
             self._rechecking = None
@@ -133,6 +140,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
                 await self._join(added)
             if added or removed:
                 await self.send(text_data=orjson.dumps({"type": SOURCES_FRAME, "sources": self.sources}).decode())
+
+
+def sees_unscoped_alerts(user):
+    """Alerts of no single source (events from several) go to superusers and alert managers only."""
+    return user.is_superuser or can_manage(user)
 
 
 def authorised_sources(user, asked):

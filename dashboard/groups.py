@@ -20,6 +20,7 @@ DELTA_FRAME = "live.delta"
 TAIL_FRAME = "live.tail"
 HEALTH_FRAME = "live.health"
 SOURCES_FRAME = "live.sources"
+ALERTS_FRAME = "live.alerts"
 
 PROCESS = f"{os.getpid()}x{secrets.token_hex(4)}"
 
@@ -32,3 +33,8 @@ def source_group(source_id):
 def tail_group(source_id, filter_key):
     """The group of this process's sockets that tail one source's activities through one filter."""
     return f"fluxo.live.{PROCESS}.tail.{int(source_id)}.{filter_key}"
+
+
+def unscoped_alerts_group():
+    """The group of this process's overview sockets whose users may see alerts of no single source."""
+    return f"fluxo.live.{PROCESS}.alerts"

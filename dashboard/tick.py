@@ -10,6 +10,10 @@ It also keeps the rollups current (dashboard.rollups), so history works with the
 Announcements are best effort: one lost is missing from the live view until the next snapshot (a
 reconnect, a range change); the rollups find its batch row anyway.
 
+Alerts too: the alerts app announces every change of an alert (alerts.announce.ALERT_CHANNEL); the
+tick forwards each as a ``live.alerts`` frame to the group of the alert's source, or, for an alert of
+no single source, to the group of sockets whose users may see those (alerts_frames).
+
 Stream health stays live too: a delta carries the lags of its batches' events, and every HEALTH_EVERY
 seconds the tick reads the watched sources' Redis counters (accepted, duplicates, refusals, 503s: some
 of them move without any batch) and sends those that changed, inside that tick's delta of the source
@@ -29,14 +33,17 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError
 
+from alerts.announce import ALERT_CHANNEL
 from dashboard import broadcast, feed, health, rollups, tail
 from dashboard.groups import (
+    ALERTS_FRAME,
     DELTA_FRAME,
     HEALTH_FRAME,
     SOURCES_CHANGED_CHANNEL,
     TAIL_FRAME,
     source_group,
     tail_group,
+    unscoped_alerts_group,
 )
 from dashboard.labels import labels_for, type_key
 from streams.announce import BATCH_CHANNEL
@@ -132,6 +139,21 @@ def build_tail_frames(announcements, tails):
     return frames
 
 
+def alerts_frames(data):
+    """{group: live.alerts frame} for an alert announcement: each alert to its source's group."""
+    try:
+        alerts = orjson.loads(data)["alerts"]
+    except (ValueError, KeyError, TypeError):
+        log.warning("live tick: ignored a malformed alert announcement")
+        return {}
+    frames = {}
+    for alert in alerts if isinstance(alerts, list) else ():
+        source_id = alert.get("source_id") if isinstance(alert, dict) else None
+        group = source_group(source_id) if isinstance(source_id, int) else unscoped_alerts_group()
+        frames.setdefault(group, {"type": ALERTS_FRAME, "alerts": []})["alerts"].append(alert)
+    return frames
+
+
 class LiveTick:
     """The tick of one event loop: which sources its sockets watch, and the task that serves them."""
 
@@ -198,7 +220,7 @@ class LiveTick:
         client = redis.asyncio.Redis.from_url(settings.FLUXO_REDIS_URL)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(BATCH_CHANNEL, SOURCES_CHANGED_CHANNEL)
+            await pubsub.subscribe(BATCH_CHANNEL, SOURCES_CHANGED_CHANNEL, ALERT_CHANNEL)
             self.subscribed.set()
             await self._serve(pubsub)
         finally:
@@ -216,6 +238,8 @@ class LiveTick:
             message = await pubsub.get_message(timeout=wait)
             if message is not None and message["channel"] == SOURCES_CHANGED_CHANNEL.encode():
                 self._sources_changed()
+            elif message is not None and message["channel"] == ALERT_CHANNEL.encode():
+                await broadcast.send_frames(alerts_frames(message["data"]))  # rare: sent at once
             elif message is not None:
                 pending.extend(_announcement(message["data"]))
             if pending and loop.time() >= allowed_at:

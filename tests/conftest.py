@@ -74,6 +74,20 @@ def stranger(django_user_model):
 
 
 @pytest.fixture
+def cookie_for(db):
+    """The session cookie of ``user``, logged in on a browser of their own (for sockets)."""
+
+    def make(user):
+        from django.test import Client
+
+        browser = Client()  # one per person: logging another one in would end the first one's session
+        browser.force_login(user)
+        return f"sessionid={browser.cookies['sessionid'].value}"
+
+    return make
+
+
+@pytest.fixture
 def api_token(source):
     return issue_api_token(source)
 

@@ -186,3 +186,30 @@ def test_an_alert_with_markup_in_a_sample_shows_it_as_text(site, page):
     assert page.input_value("input[name='match-0-value']") == "Lead deleted"
     assert page.errors == []
     assert all(url.startswith(base) for url in page.urls)
+
+
+def test_an_alert_appears_live_on_the_overview_and_stays_after_a_reload(site, page):
+    base = site["base"]
+    page.goto(base + "/")
+    wait_for(page, "document.getElementById('live-status').textContent === 'live'")
+    assert "12 bounces" not in page.inner_text("#firing-alerts")
+    announce = (
+        "from django.utils import timezone; from alerts import announce; from alerts.models import Alert, Rule; "
+        "from streams.models import Source; now = timezone.now(); "
+        f"rule = Rule.objects.create(name={EVIL!r}, kind='threshold', severity='critical'); "
+        "alert = Alert.objects.create(rule=rule, source=Source.objects.get(), state='firing', severity='critical', "
+        "started_at=now, fired_at=now, summary='12 bounces in 5 minutes'); announce.alerts_changed([alert])"
+    )
+    manage(site["env"], "shell", "-c", announce)
+    wait_for(page, "document.getElementById('firing-alerts').textContent.includes('12 bounces')")
+    assert not page.is_hidden("#firing-alerts")
+    row = page.inner_text("#firing-alerts tbody tr:first-child")  # firing comes before fired event alerts
+    assert EVIL in row and "12 bounces in 5 minutes" in row and "firing" in row
+    assert page.evaluate("document.querySelectorAll('#firing-alerts img').length") == 0
+    assert page.evaluate("window.__pwned") is None
+
+    page.reload()  # the snapshot has it too
+    wait_for(page, "document.getElementById('firing-alerts').textContent.includes('12 bounces')")
+    assert EVIL in page.inner_text("#firing-alerts tbody")
+    assert page.errors == []
+    assert all(url.startswith(base) for url in page.urls)

@@ -10,7 +10,6 @@ import orjson
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.test import Client
 
 from dashboard import consumers, groups, tick
 from fluxo.asgi import application
@@ -20,16 +19,6 @@ from streams.models import Event, Source
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FRAME_WAIT = 10  # seconds; only a bound on a failure, never a measured time
-
-
-@pytest.fixture
-def cookie_for(db):
-    def make(user):
-        browser = Client()  # one per person: logging another one in would end the first one's session
-        browser.force_login(user)
-        return f"sessionid={browser.cookies['sessionid'].value}"
-
-    return make
 
 
 def socket(cookie=None, query="source=all"):

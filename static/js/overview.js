@@ -60,9 +60,12 @@
 
   // --- Snapshot -----------------------------------------------------------------------------------------
 
+  var alertsPanel = new window.FluxoAlertsPanel.Panel($("firing-alerts"));
+
   function resync() {
     state.syncing = true;
     var seq = ++state.snapshotSeq;
+    alertsPanel.load($("source").value);
     return L.getJson(config.snapshotUrl + "?" + L.scopeParams().toString()).then(function (snap) {
       if (!snap || seq !== state.snapshotSeq) return;  // a newer request superseded this one
       draw(snap);
@@ -341,6 +344,7 @@
   }
 
   function received(frame) {
+    if (frame.type === "live.alerts") { alertsPanel.apply(frame.alerts); return; }  // rare: shown at once
     state.buffer.push(frame);
     if (state.buffer.length > BUFFER_MAX) {
       state.buffer = [];
