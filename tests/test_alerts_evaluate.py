@@ -327,3 +327,28 @@ def test_a_second_evaluator_does_not_wait_for_the_first_and_the_first_takes_its_
     thread.join()
     assert evaluate.catch_up() is True
     assert Alert.objects.get(rule=rule).hits == 1
+
+
+def test_a_firing_alert_is_repeated_every_repeat_interval_until_acknowledged(
+    client, source, api_token, slack, admin_user
+):
+    from alerts import lifecycle
+
+    rule = from_preset("bounce-surge", threshold=0, window_minutes=60, repeat_minutes=30, destinations=[slack])
+    legacy_push(client, source, api_token, [activity(BOUNCE)])
+    evaluate.evaluate()
+    alert = Alert.objects.get(rule=rule)
+    sent_at = timezone.now()
+    Delivery.objects.update(status="sent", sent_at=sent_at)
+    Alert.objects.filter(pk=alert.pk).update(last_notified_at=sent_at)
+
+    assert evaluate.tick(now=sent_at + timedelta(minutes=20))["reminders"] == 0
+    assert evaluate.tick(now=sent_at + timedelta(minutes=31))["reminders"] == 1
+    assert Delivery.objects.filter(reason="reminder", status="pending").count() == 1
+    assert evaluate.tick(now=sent_at + timedelta(minutes=32))["reminders"] == 0  # one waiting already
+
+    Delivery.objects.update(status="sent")
+    assert lifecycle.acknowledge(alert, admin_user, timezone.now(), "on it")
+    assert evaluate.tick(now=sent_at + timedelta(minutes=59))["reminders"] == 0
+    assert {"reminder", "acknowledged"} <= {e.kind for e in alert.timeline.all()}
+    assert Alert.objects.get(pk=alert.pk).acknowledged_by == admin_user
