@@ -689,18 +689,18 @@ def test_a_watch_list_in_use_is_neither_deleted_nor_renamed(manager):
 # --- /api/v1/alerts -----------------------------------------------------------------------------------------------
 
 
-def test_the_api_lists_open_and_recently_resolved_alerts_with_a_token(teammate, source):
+def test_the_api_lists_open_recently_fired_and_recently_resolved_alerts_with_a_token(teammate, source):
     rule = make_rule(name=EVIL_NAME)
     now = timezone.now()
     firing = make_alert(rule, source, group_key="a", labels={"lead": "7"})
     recent = make_alert(rule, source, group_key="b", state="resolved", resolved_at=now - timedelta(minutes=30))
     make_alert(rule, source, group_key="c", state="resolved", resolved_at=now - timedelta(hours=2))
-    make_alert(rule, source, group_key="d", state="fired")
+    fired = make_alert(rule, source, group_key="d", state="fired")  # an event alert of the last hour
     _, secret = api_tokens.create(teammate)
     response = Client().get("/api/v1/alerts", HTTP_AUTHORIZATION=f"Bearer {secret}")
     assert response.status_code == 200 and response["Cache-Control"] == "no-store"
     body = response.json()
-    assert [a["id"] for a in body["alerts"]] == [firing.pk, recent.pk]
+    assert [a["id"] for a in body["alerts"]] == [firing.pk, fired.pk, recent.pk]
     first = body["alerts"][0]
     assert first["rule"] == EVIL_NAME and first["labels"] == {"lead": "7"} and first["url"] == f"/alerts/{firing.pk}/"
     assert Client().get("/api/v1/alerts", HTTP_AUTHORIZATION="Bearer fxp_wrong").status_code == 401
