@@ -17,10 +17,8 @@ from django.core import signals  # noqa: E402
 from django.core.exceptions import RequestAborted  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
-from django.db.backends.signals import connection_created  # noqa: E402
 from django.urls import set_script_prefix  # noqa: E402
 
-from fluxo.env import pool_check  # noqa: E402
 from fluxo.routing import websocket_urlpatterns  # noqa: E402
 
 # Threads that run the ingest requests of one process. Each holds a pooled database connection only
@@ -86,18 +84,6 @@ class IngestHandler(ASGIHandler):
 ingest_asgi_app = IngestHandler()
 
 
-def _check_pool_by_poll(sender, connection, **kwargs):
-    """Give this process's pool the round-trip-free check (fluxo.env.pool_check) when it checks at all.
-
-    psycopg_pool 3.3 (pinned) keeps its check in ``_check``; Django offers no option to set it.
-    """
-    pool = getattr(connection, "pool", None)  # SQLite has none
-    # getattr: should a later psycopg_pool keep it elsewhere, its own check stays (a test says so).
-    if pool is not None and getattr(pool, "_check", None) not in (None, pool_check):
-        pool._check = pool_check
-
-
-connection_created.connect(_check_pool_by_poll, dispatch_uid="fluxo.asgi.check_pool_by_poll")
 
 
 async def http_application(scope, receive, send):

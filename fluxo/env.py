@@ -5,7 +5,6 @@ embedded-Redis starter and management scripts can all use it.
 """
 
 import os
-import select
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -120,7 +119,7 @@ def _postgres(parts, connect_timeout):
     # Under ASGI every request runs its sync view in a thread of its own, and Django's persistent
     # connections are per thread: they would be opened per request and left open until PostgreSQL
     # refuses more. The pool shares connections instead, checking each before handing it out
-    # (CONN_HEALTH_CHECKS; the web process uses pool_check), so a restarted server is survived; none
+    # (CONN_HEALTH_CHECKS: psycopg_pool's empty query), so a restarted server is survived; none
     # had within the timeout: a 503.
     options["pool"] = {"min_size": 1, "max_size": 16, "timeout": connect_timeout}
     return {
@@ -135,28 +134,6 @@ def _postgres(parts, connect_timeout):
         "OPTIONS": options,
         "TEST": {"NAME": f"test_{name}"},
     }
-
-
-def pool_check(conn):
-    """Raise unless a pooled PostgreSQL connection is still usable; the pool then replaces it.
-
-    An idle connection has nothing to read, so a poll of its socket answers without a round trip
-    (psycopg_pool's check_connection sends an empty query every time: 0.2 ms of wall and CPU on both
-    sides per request). Something to read means the server closed it (a restart sends its FATAL
-    message, then end of file) or, rarely, sent a notice: then the empty query decides. A server
-    that vanished without closing (no FIN) fools both checks alike: the statement then fails, a 503.
-
-    Django gives its pool psycopg_pool's check_connection and no way to choose another (a "check"
-    pool option collides with its own), so fluxo.asgi puts this one on the web process's pool.
-    """
-    if conn.closed:
-        raise ConnectionError("the connection is closed")
-    poller = select.poll()
-    poller.register(conn.fileno(), select.POLLIN)
-    if poller.poll(0):
-        from psycopg_pool import ConnectionPool
-
-        ConnectionPool.check_connection(conn)
 
 
 def sqlite_database(path):
