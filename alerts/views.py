@@ -25,15 +25,10 @@ from alerts import lifecycle, silencing
 from alerts.access import can_manage, visible_alerts
 from alerts.forms import AcknowledgeForm, AlertFilterForm
 from alerts.models import Alert
+from fluxo.pages import with_page_policy
 from streams.access import visible_sources
 from streams.models import Event
 
-# The dashboard's policy (it cannot be imported from there): nothing from off the machine, only our scripts.
-PAGE_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-    "frame-ancestors 'none'"
-)
 HISTORY_PAGE = 50
 OPEN_LIMIT = 200
 # A lead id worth linking to its timeline: no slash, so a crafted value cannot walk out of /leads/.
@@ -48,9 +43,7 @@ SEVERITY_ORDER = Case(
 
 def page(request, template, context=None, status=200):
     context = {"can_manage": can_manage(request.user), "section": _section(request), **(context or {})}
-    response = render(request, template, context, status=status)
-    response["Content-Security-Policy"] = PAGE_POLICY
-    return response
+    return with_page_policy(render(request, template, context, status=status))
 
 
 def _section(request):

@@ -11,7 +11,8 @@ from dashboard.groups import SOCKET_PATH
 from dashboard.labels import custom_names
 from dashboard.models import MinuteCount
 from dashboard.ranges import window_document
-from dashboard.views import PAGE_POLICY, SNAPSHOT_PARAMETERS, BadRequest, json_view, page_scope
+from dashboard.views import SNAPSHOT_PARAMETERS, BadRequest, json_view, page_scope
+from fluxo.pages import with_page_policy
 from streams import activity_types
 
 TAIL_PARAMETERS = {"stream", "type", "lead", "campaign", *SNAPSHOT_PARAMETERS}
@@ -22,7 +23,7 @@ def tail_page(request):
     sources = list(visible_sources(request.user))
     config = {"tailUrl": reverse("api-tail"), "socketPath": SOCKET_PATH, "leadsUrl": reverse("leads")}
     context = {"sources": sources, "types": activity_type_choices(sources), "config": config, "params": request.GET}
-    return _with_policy(render(request, "dashboard/tail.html", context))
+    return with_page_policy(render(request, "dashboard/tail.html", context))
 
 
 def activity_type_choices(sources):
@@ -63,9 +64,4 @@ def lead_page(request, source_id, lead_id):
         raise Http404("no such source among yours")
     entries, more = timeline.of_lead(source.id, lead_id)
     context = {"source": source, "lead_id": lead_id, "entries": entries, "more": more, "limit": timeline.LIMIT}
-    return _with_policy(render(request, "dashboard/lead.html", context))
-
-
-def _with_policy(response):
-    response["Content-Security-Policy"] = PAGE_POLICY
-    return response
+    return with_page_policy(render(request, "dashboard/lead.html", context))

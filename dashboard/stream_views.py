@@ -12,7 +12,8 @@ from dashboard import audit, notifications, tail
 from dashboard.access import visible_sources
 from dashboard.groups import SOCKET_PATH
 from dashboard.ranges import window_document
-from dashboard.views import PAGE_POLICY, json_view, page_scope
+from dashboard.views import json_view, page_scope
+from fluxo.pages import with_page_policy
 from streams import announce, endpoints
 
 PARAMETERS = {"source", "range", "since", "until", "tz"}
@@ -28,9 +29,7 @@ def _page(request, template, stream, snapshot_name, title):
         "sources": [{"id": s.id, "name": s.name} for s in sources],
     }
     context = {"sources": sources, "config": config, "title": title}
-    response = render(request, template, context)
-    response["Content-Security-Policy"] = PAGE_POLICY
-    return response
+    return with_page_policy(render(request, template, context))
 
 
 @login_required
@@ -96,6 +95,4 @@ def setup_page(request):
         for source in visible_sources(request.user)
     ]
     token_url = endpoints.absolute(reverse("oauth2_token"), request)
-    response = render(request, "dashboard/setup.html", {"rows": rows, "token_url": token_url})
-    response["Content-Security-Policy"] = PAGE_POLICY
-    return response
+    return with_page_policy(render(request, "dashboard/setup.html", {"rows": rows, "token_url": token_url}))
