@@ -84,8 +84,6 @@ class IngestHandler(ASGIHandler):
 ingest_asgi_app = IngestHandler()
 
 
-
-
 async def http_application(scope, receive, send):
     handler = ingest_asgi_app if scope["path"].startswith("/ingest/") else django_asgi_app
     await handler(scope, receive, send)
