@@ -178,13 +178,7 @@ def mute_window_list(request):
 
 @manager_required
 def mute_window_edit(request, window_id=None):
-    window = get_object_or_404(MuteWindow, pk=window_id) if window_id else None
-    form = MuteWindowForm(request.POST or None, instance=window)
-    if request.method == "POST" and form.is_valid():
-        saved = form.save()
-        messages.success(request, f"Mute window “{saved.name}” saved.")
-        return redirect("alerts:mute-windows")
-    return page(request, "alerts/object_edit.html", {"form": form, "object": window, "what": "mute window"})
+    return _edit(request, MuteWindow, MuteWindowForm, window_id, "mute window", "alerts:mute-windows")
 
 
 @manager_required
@@ -202,13 +196,26 @@ def watch_list_list(request):
 
 @manager_required
 def watch_list_edit(request, list_id=None):
-    watch_list = get_object_or_404(WatchList, pk=list_id) if list_id else None
-    form = WatchListForm(request.POST or None, instance=watch_list)
+    return _edit(
+        request,
+        WatchList,
+        WatchListForm,
+        list_id,
+        "watch list",
+        "alerts:watch-lists",
+        lambda saved: f" ({len(saved.values())} entries)",
+    )
+
+
+def _edit(request, model, form_class, pk, what, back, detail=lambda saved: ""):
+    """Create (``pk`` None) or edit one object on the shared form page; back to its list once saved."""
+    instance = get_object_or_404(model, pk=pk) if pk else None
+    form = form_class(request.POST or None, instance=instance)
     if request.method == "POST" and form.is_valid():
         saved = form.save()
-        messages.success(request, f"Watch list “{saved.name}” saved ({len(saved.values())} entries).")
-        return redirect("alerts:watch-lists")
-    return page(request, "alerts/object_edit.html", {"form": form, "object": watch_list, "what": "watch list"})
+        messages.success(request, f"{what.capitalize()} “{saved.name}” saved{detail(saved)}.")
+        return redirect(back)
+    return page(request, "alerts/object_edit.html", {"form": form, "object": instance, "what": what})
 
 
 @manager_required
