@@ -118,6 +118,17 @@ class Source(models.Model):
         settings.OAUTH2_PROVIDER_APPLICATION_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     viewer_groups = models.ManyToManyField(Group, blank=True, related_name="fluxo_sources")
+    # The tenant boundary: an event carrying another source's Munchkin ID is filed under that source
+    # only when an admin said this one delivers for it (one Adobe I/O registration for several
+    # instances of one company); otherwise it stays here, flagged munchkin_foreign.
+    delivers_for = models.ManyToManyField(
+        "self",
+        symmetrical=False,
+        blank=True,
+        related_name="delivered_by",
+        help_text="Sources whose events this source's credentials may deliver (their Munchkin IDs are filed "
+        "under them). Without a link, an event carrying another Munchkin ID stays with this source, flagged.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     auth_grace_hours = models.PositiveIntegerField(
         default=DEFAULT_AUTH_GRACE_HOURS,
@@ -131,6 +142,8 @@ class Source(models.Model):
     previous_auth = models.JSONField(default=list, blank=True, editable=False)
     # The latest "until" of previous_auth, or null: the receivers' cheap test for "any grace running".
     previous_auth_until = models.DateTimeField(null=True, blank=True, editable=False)
+
+    _filing = None
 
     class Meta:
         ordering = ["name"]
@@ -148,6 +161,19 @@ class Source(models.Model):
                 kwargs["update_fields"] = {*update_fields, "previous_auth", "previous_auth_until"}
             super().save(*args, **kwargs)
             retire_fluxo_clients(retired, self.oauth_application_id)
+
+    def filing_map(self):
+        """{Munchkin ID: source id} for the sources this one may file events under: itself and those it
+        delivers for. Kept on the instance (the receivers reuse an instance for a few seconds)."""
+        if self._filing is None:
+            self._filing = {self.munchkin_id: self.id}
+            for munchkin_id, source_id in self.delivers_for.values_list("munchkin_id", "id"):
+                self._filing[munchkin_id] = source_id
+        return self._filing
+
+    def refresh_from_db(self, *args, **kwargs):
+        self._filing = None
+        super().refresh_from_db(*args, **kwargs)
 
     def credentials(self):
         """What the legacy push accepts now: the kind of auth and the settings it checks (secrets too).
@@ -258,8 +284,9 @@ class Event(models.Model):
     munchkin_id = models.CharField(max_length=64, blank=True)
     stream = models.CharField(max_length=12, choices=Stream.choices)
     type = models.CharField(max_length=255)
-    # De-duplication keys, both global: the delivery's eventid, and for lead activities
-    # "munchkinId|marketoGUID" (the I/O CloudEvent id is the former marketoGUID).
+    # De-duplication keys, each unique within the source an event is filed under (so one tenant can
+    # never shadow another's events by sending their ids first): the delivery's eventid, and for lead
+    # activities "munchkinId|marketoGUID" (the I/O CloudEvent id is the former marketoGUID).
     # NULL (not "") where an event has no such key: unique constraints ignore NULLs. Unique through
     # Meta.constraints, not unique=True, which on PostgreSQL adds a second (LIKE) index to every key.
     event_uid = models.CharField(max_length=255, null=True)  # noqa: DJ001
@@ -296,12 +323,36 @@ class Event(models.Model):
             models.Index(fields=["type"]),
         ]
         constraints = [
-            models.UniqueConstraint(fields=["event_uid"], name="streams_event_uid_unique"),
-            models.UniqueConstraint(fields=["activity_key"], name="streams_event_activity_key_unique"),
+            models.UniqueConstraint(fields=["source", "event_uid"], name="streams_event_source_uid_unique"),
+            models.UniqueConstraint(fields=["source", "activity_key"], name="streams_event_source_activity_key_unique"),
         ]
 
     def __str__(self):
         return f"{self.stream} {self.type} #{self.pk}"
+
+
+class ForeignMunchkin(models.Model):
+    """A Munchkin ID that a source's credentials delivered events for without a link to its source.
+
+    The events themselves stay with the receiving source, flagged munchkin_foreign; this short list
+    (at most MAX_PER_SOURCE per source) tells an admin which ones to link on the Setup page.
+    """
+
+    MAX_PER_SOURCE = 50
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="foreign_munchkins")
+    munchkin_id = models.CharField(max_length=64)
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "munchkin_id"], name="streams_foreign_munchkin_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.munchkin_id} via {self.source}"
 
 
 class ValidationRequest(models.Model):

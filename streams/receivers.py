@@ -14,7 +14,7 @@ import time
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 from django.http import HttpResponseNotAllowed, JsonResponse
 from django.utils import timezone
@@ -23,7 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 from streams import announce, signatures, wire
 from streams.auth import AuthUnavailable, authenticate_push
 from streams.models import Source, ValidationRequest
-from streams.store import store
+from streams.store import FOREIGN_FLAG, store
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,11 @@ def _source_changed(sender, instance, **kwargs):
     forget_source(instance.ingest_key)
 
 
+@receiver(m2m_changed, sender=Source.delivers_for.through, dispatch_uid="streams.receivers.links_changed")
+def _links_changed(sender, **kwargs):
+    forget_source()  # either end of a link may be cached
+
+
 def _refuse(source, status, error, detail, reason):
     announce.request_refused(source.id, reason, status, detail, timezone.now())
     raise Refusal(status, error, detail, reason)
@@ -147,13 +152,13 @@ def _normalised(source, normalise, items, *args):
 
 def _commit(rows, source, protocol, meta=None):
     received_at = timezone.now()
-    # The usual batch carries only the receiving source's own Munchkin ID: no lookup for it.
-    stored = store(rows, source, protocol, received_at, meta, known_sources={source.munchkin_id: source.id})
+    stored = store(rows, source, protocol, received_at, meta)
     # store() has returned, so the transaction is committed: only now announce and acknowledge.
     duplicates = {}
     if stored.duplicates:
         duplicates[source.id] = stored.duplicates
-    announce.batch_committed(stored, received_at, duplicates)
+    foreign = sum(1 for row in rows if FOREIGN_FLAG in row["flags"])
+    announce.batch_committed(stored, received_at, duplicates, {source.id: foreign} if foreign else {})
     return JsonResponse({"accepted": stored.accepted, "duplicates": stored.duplicates})
 
 
@@ -189,9 +194,9 @@ def _receive_io(request, ingest_key):
     if wire.is_validation_post(payload):
         return _validation_post(source, payload)
     elements = _io_elements(source, payload)
-    _check_recipients(source, elements)
+    silent = _check_recipients(source, elements)
     rows = _normalised(source, wire.normalise_io, elements)
-    _flag_missing_recipients(source, elements, rows)
+    _flag_missing_recipients(rows, silent)
     return _commit(rows, source, "io")
 
 
@@ -214,21 +219,24 @@ def _io_elements(source, payload):
 
 
 def _check_recipients(source, elements):
-    """Every element must be for this source's Adobe client id (when it has one): one mismatch refuses all."""
+    """Every client id an element states must be this source's (when it has one): one mismatch, or an
+    empty or non-string value, refuses the whole batch (401). Returns the elements that state none."""
     if not source.adobe_client_id:
-        return
-    for element in elements:
-        recipient = wire.recipient_of(element)
-        if recipient is not None and recipient != source.adobe_client_id:
+        return []
+    silent = []
+    for index, element in enumerate(elements):
+        stated = wire.recipients_of(element)
+        if not stated:
+            silent.append(index)
+        elif any(not isinstance(value, str) or value != source.adobe_client_id for value in stated):
             _refuse(source, 401, "wrong_recipient", "an event is addressed to another client id", "auth")
+    return silent
 
 
-def _flag_missing_recipients(source, elements, rows):
-    if not source.adobe_client_id:
-        return
-    for element, row in zip(elements, rows, strict=True):
-        if wire.recipient_of(element) is None:
-            row["flags"] = sorted({*row["flags"], "no_recipient_client_id"})
+def _flag_missing_recipients(rows, silent):
+    """Stored all the same (Adobe drops what a 4xx answers), but flagged."""
+    for index in silent:
+        rows[index]["flags"] = sorted({*rows[index]["flags"], "no_recipient_client_id"})
 
 
 def _validation_post(source, payload):

@@ -2,11 +2,17 @@
 
 On PostgreSQL that is one statement, so one round trip per request (see ``_STORE_SQL``).
 
-De-duplication is the database's: both natural keys (``event_uid``, ``activity_key``) are unique,
-and the insert skips any row that would break either (``ON CONFLICT DO NOTHING``), within a request
-and across requests, protocols and concurrent transactions alike.
+De-duplication is the database's: both natural keys (``event_uid``, ``activity_key``) are unique
+within the source an event is filed under, and the insert skips any row that would break either
+(``ON CONFLICT DO NOTHING``), within a request and across requests, protocols and concurrent
+transactions alike.
+
+The tenant boundary is drawn here too: an event is filed under the source whose Munchkin ID it
+carries only when the receiving source delivers for it (``Source.delivers_for``); any other Munchkin
+ID stays with the receiving source, flagged ``munchkin_foreign``, and is listed for its admin.
 """
 
+import contextlib
 from collections import Counter
 from dataclasses import dataclass
 
@@ -14,7 +20,7 @@ import orjson
 import psycopg
 from django.db import connection, transaction
 
-from streams.models import Batch, Source
+from streams.models import Batch, ForeignMunchkin
 
 COLUMNS = (
     "source_id",
@@ -56,37 +62,65 @@ class Stored:
     counts: list  # [source_id, stream, type, activity_type_id, n] for what was newly stored
 
 
-def store(rows, receiving, protocol, received_at, meta=None, known_sources=None):
+FOREIGN_FLAG = "munchkin_foreign"
+
+
+def store(rows, receiving, protocol, received_at, meta=None):
     """Commit ``rows`` (from streams.wire) under their sources, exactly once; return what was new.
 
-    ``known_sources`` maps Munchkin IDs to source ids when the caller already knows them.
+    ``receiving`` is the source whose credentials delivered the rows.
     Raises django.db.DatabaseError when the database is unavailable: nothing is then committed.
     """
-    resolve_sources(rows, receiving, known_sources)
+    foreign = resolve_sources(rows, receiving)
     # A stable order on the keys keeps two concurrent requests from taking row locks crosswise.
     rows.sort(key=lambda row: (row["event_uid"] or "", row["activity_key"] or ""))
     if not rows:
         return Stored(None, 0, 0, [])
-    if connection.vendor == "postgresql":
-        batch_id, counts = _store_postgres(rows, receiving, protocol, received_at, meta or {})
-    else:
-        batch_id, counts = _store_orm(rows, receiving, protocol, received_at, meta or {})
+    # The usual batch has no foreign Munchkin ID: one statement, atomic by itself. Otherwise the
+    # list an admin links them from is written in the same transaction as the events.
+    with transaction.atomic() if foreign else contextlib.nullcontext():
+        if connection.vendor == "postgresql":
+            batch_id, counts = _store_postgres(rows, receiving, protocol, received_at, meta or {})
+        else:
+            batch_id, counts = _store_orm(rows, receiving, protocol, received_at, meta or {})
+        if foreign:
+            note_foreign_munchkins(receiving, foreign, received_at)
     accepted = sum(row[-1] for row in counts)
     return Stored(batch_id, accepted, len(rows) - accepted, counts)
 
 
-def resolve_sources(rows, receiving, known_sources=None):
-    """File each event under the source whose Munchkin ID it carries, else the receiving one (flagged)."""
-    munchkins = {row["munchkin_id"].upper() for row in rows if row["munchkin_id"]}
-    if known_sources is not None and munchkins <= known_sources.keys():
-        known = known_sources  # the usual batch: only the receiving source's own Munchkin ID
-    else:
-        known = dict(Source.objects.filter(munchkin_id__in=munchkins).values_list("munchkin_id", "id"))
+def resolve_sources(rows, receiving):
+    """File each event under the receiving source or one it delivers for, by the Munchkin ID it carries.
+
+    Returns the other Munchkin IDs seen: their events stay with the receiving source, flagged.
+    No query: the receiving source knows its links (``Source.filing_map``).
+    """
+    filing = receiving.filing_map()
+    foreign = set()
     for row in rows:
         munchkin = row["munchkin_id"].upper()
-        row["source_id"] = known.get(munchkin, receiving.id)
-        if munchkin and munchkin not in known:
-            row["flags"] = sorted({*row["flags"], "munchkin_unknown"})
+        source_id = filing.get(munchkin) if munchkin else receiving.id
+        if source_id is None:
+            foreign.add(munchkin)
+            row["flags"] = sorted({*row["flags"], FOREIGN_FLAG})
+            source_id = receiving.id
+        row["source_id"] = source_id
+    return foreign
+
+
+def note_foreign_munchkins(receiving, munchkins, seen_at):
+    """Record the foreign Munchkin IDs a source delivered, at most ForeignMunchkin.MAX_PER_SOURCE of them.
+
+    A sender that makes up IDs by the thousand costs one bounded list, never a growing table.
+    """
+    known = set(ForeignMunchkin.objects.filter(source=receiving).values_list("munchkin_id", flat=True))
+    room = max(0, ForeignMunchkin.MAX_PER_SOURCE - len(known))
+    fresh = sorted(munchkins - known)[:room]
+    ForeignMunchkin.objects.filter(source=receiving, munchkin_id__in=munchkins & known).update(last_seen_at=seen_at)
+    ForeignMunchkin.objects.bulk_create(
+        [ForeignMunchkin(source=receiving, munchkin_id=m, first_seen_at=seen_at, last_seen_at=seen_at) for m in fresh],
+        ignore_conflicts=True,  # a concurrent request noted it first
+    )
 
 
 def _count_order(row):
