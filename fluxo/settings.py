@@ -146,6 +146,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "prune-old-events": {"task": "streams.prune_events", "schedule": 3600.0},
+    # PostgreSQL: partitions created ahead, rows that found none given one (streams.partitions).
+    "maintain-partitions": {"task": "streams.maintain_partitions", "schedule": 600.0},
     # Replaced legacy-push credentials past their grace period: their Fluxo OAuth clients go.
     "retire-expired-grace": {"task": "streams.retire_expired_grace", "schedule": 3600.0},
     # Adobe's validation URLs expire 5 minutes after they arrive.
@@ -163,6 +165,10 @@ CELERY_BEAT_SCHEDULE = {
 FLUXO_MAX_BODY_BYTES = env.get_int("FLUXO_MAX_BODY_BYTES", 10 * 1024 * 1024, minimum=64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = FLUXO_MAX_BODY_BYTES
 FLUXO_RETENTION_DAYS = env.get_int("FLUXO_RETENTION_DAYS", 30, minimum=1)
+# PostgreSQL: one partition of the event tables per interval of received time (streams.partitions).
+FLUXO_PARTITION_INTERVAL = env.get_str("FLUXO_PARTITION_INTERVAL", "day")
+if FLUXO_PARTITION_INTERVAL not in ("hour", "day", "week"):
+    raise ImproperlyConfigured(f"FLUXO_PARTITION_INTERVAL must be hour, day or week, not {FLUXO_PARTITION_INTERVAL!r}")
 ADOBE_IO_KEY_BASE_URL = env.get_http_url("ADOBE_IO_KEY_BASE_URL", "https://static.adobeioevents.com")
 # URLs that admins type (JWKS, introspection) may not point at private addresses unless this is on.
 FLUXO_ALLOW_PRIVATE_URLS = env.get_bool("FLUXO_ALLOW_PRIVATE_URLS", False)

@@ -262,7 +262,8 @@ class Batch(models.Model):
 
     received_at = models.DateTimeField(db_index=True)
     protocol = models.CharField(max_length=8)  # "io" or "legacy"
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    # DO_NOTHING: a source's rows go in bounded background steps, never through Django's collector.
+    source = models.ForeignKey(Source, on_delete=models.DO_NOTHING, related_name="+")
     accepted = models.PositiveIntegerField()
     duplicates = models.PositiveIntegerField()
     counts = models.JSONField(default=list)
@@ -279,8 +280,12 @@ class Event(models.Model):
     """One event of any stream: the raw payload, losslessly, plus normalised, indexed columns."""
 
     # No index of its own: (source, stream, received_at) below serves every lookup by source.
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="events", db_index=False)
-    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="events")
+    # DO_NOTHING: a source's events go in bounded background steps, never through Django's collector.
+    source = models.ForeignKey(Source, on_delete=models.DO_NOTHING, related_name="events", db_index=False)
+    # No database constraint: on PostgreSQL both tables are partitioned, and a foreign key can only
+    # point at a partitioned table's full primary key (id, received_at). Retention drops a batch's
+    # partition together with its events' (the same received_at, the same range).
+    batch = models.ForeignKey(Batch, on_delete=models.DO_NOTHING, db_constraint=False, related_name="events")
     munchkin_id = models.CharField(max_length=64, blank=True)
     stream = models.CharField(max_length=12, choices=Stream.choices)
     type = models.CharField(max_length=255)
@@ -315,6 +320,9 @@ class Event(models.Model):
     raw = models.TextField(help_text="The event exactly as delivered, as JSON.")
 
     class Meta:
+        # On PostgreSQL the table is partitioned on received_at (streams.partitions) and the two
+        # unique constraints below do not exist there: de-duplication is EventKey's. SQLite keeps a
+        # plain table with them.
         indexes = [
             models.Index(fields=["received_at", "id"]),
             models.Index(fields=["source", "stream", "received_at"]),
@@ -329,6 +337,26 @@ class Event(models.Model):
 
     def __str__(self):
         return f"{self.stream} {self.type} #{self.pk}"
+
+
+class EventKey(models.Model):
+    """A de-duplication key of a stored event, on PostgreSQL: the MD5 of ``e<eventid>`` or
+    ``a<activity key>``, unique within the source the event is filed under and the UTC day it occurred.
+
+    Partitioned on ``day`` (streams.partitions): every redelivery of an event carries the same
+    occurred time, so it meets its key in one partition, and the partition being written stays small
+    however many events are stored. Kept for streams.partitions.dedup_horizon(). Unused on SQLite,
+    which de-duplicates on the events table's own unique constraints.
+    """
+
+    pk = models.CompositePrimaryKey("source_id", "hash", "day")
+    source = models.ForeignKey(Source, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    hash = models.UUIDField()
+    day = models.DateField()
+    seen_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"key {self.hash} of source {self.source_id} ({self.day})"
 
 
 class ForeignMunchkin(models.Model):
