@@ -15,6 +15,7 @@ command line, unchanged.
 """
 
 import logging
+import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -25,6 +26,7 @@ from daphne import server as daphne_server
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory, WebRequest
 from django.conf import settings
+from twisted.web import http
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,10 @@ class BodyLimitedRequest(WebRequest):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.body_limit = settings.FLUXO_MAX_BODY_BYTES
+        # An HTTP/2 stream (daphne serving TLS itself) cannot take a raw HTTP/1.1 answer: its bodies
+        # are left to the receivers' own check, as under plain daphne.
+        http1 = isinstance(self.channel, http.HTTPChannel)
+        self.body_limit = settings.FLUXO_MAX_BODY_BYTES if http1 else math.inf
         self.body_received = 0
         self.refused = False
 
@@ -130,6 +135,7 @@ def count_refusal_later(target, limit):
 
 def count_refusal(target, limit):
     """Count a 413 for the source whose ingest URL ``target`` (the raw request target) is, if any."""
+    # Imported here: the models can be imported only once daphne has loaded fluxo.asgi (django.setup()).
     from django.db import DatabaseError, connections
     from django.urls import Resolver404, resolve
     from django.utils import timezone
