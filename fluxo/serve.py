@@ -1,7 +1,8 @@
 """Run N daphne processes on one listening address: ``python -m fluxo.serve --workers N --bind HOST:PORT``.
 
 One daphne process runs its Python on one core. To use every core without a proxy in front, this
-launcher binds the address itself and hands each daphne process a listening socket (``daphne --fd``).
+launcher binds the address itself and hands each daphne process a listening socket (``daphne --fd``,
+run as ``python -m fluxo.daphne_main``, which refuses bodies over ``FLUXO_MAX_BODY_BYTES`` unread).
 By default every process gets its own socket bound with SO_REUSEPORT, so the kernel spreads new
 connections evenly over the processes; a single shared socket (``--balance shared``) lets whichever
 process accepts first take a burst of connections, which with keep-alive senders can pin them all on
@@ -64,7 +65,9 @@ def sockets_for(args):
 
 
 def spawn(sock, args):
-    command = [sys.executable, "-m", "daphne", "--fd", str(sock.fileno()), *args.daphne_args, args.application]
+    # fluxo.daphne_main is daphne's command line with request bodies capped before they are read.
+    command = [sys.executable, "-m", "fluxo.daphne_main", "--fd", str(sock.fileno()), *args.daphne_args]
+    command.append(args.application)
     return subprocess.Popen(command, pass_fds=(sock.fileno(),))  # noqa: S603 (our own interpreter and arguments)
 
 
