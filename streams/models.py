@@ -394,9 +394,18 @@ class ValidationRequest(models.Model):
 
     class Meta:
         ordering = ["-received_at"]
+        # Serves the per-source bound: the newest rows of one source, and deleting those below them.
+        indexes = [models.Index(fields=["source", "id"], name="streams_validation_source_id")]
 
     def __str__(self):
         return f"validation for {self.source} at {self.received_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def from_adobe(self):
+        """True when the URL is Adobe's validation address: only then do pages show it as a link."""
+        from streams.validation import is_adobe_validation_url  # streams.validation imports this module
+
+        return is_adobe_validation_url(self.url)
 
 
 class ApiToken(models.Model):

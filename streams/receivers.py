@@ -20,9 +20,9 @@ from django.http import HttpResponseNotAllowed, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from streams import announce, signatures, wire
+from streams import announce, signatures, validation, wire
 from streams.auth import AuthUnavailable, authenticate_push
-from streams.models import Source, ValidationRequest
+from streams.models import Source
 from streams.store import FOREIGN_FLAG, store
 
 log = logging.getLogger(__name__)
@@ -241,7 +241,7 @@ def _flag_missing_recipients(rows, silent):
 
 def _validation_post(source, payload):
     url = wire.text(payload["validationUrl"])[:2000]
-    ValidationRequest.objects.create(source=source, url=url)
+    validation.keep(source, url)
     # The row is the outbox: the beat's open_validation_urls task opens it (no network call here).
     log.info("Adobe validation request kept for source %s", source.id)
     return JsonResponse({"validation": "received"})

@@ -393,6 +393,7 @@ class Ledger:
         self.events = Event.objects.count()
         self.batches = Batch.objects.count()
         self.validations = ValidationRequest.objects.count()
+        self.last_validation = ValidationRequest.objects.order_by("-id").values_list("id", flat=True).first() or 0
         self.last_event = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
 
     def new_events(self):
@@ -416,7 +417,8 @@ def check(response, ledger, body=None, io=True):
         assert ledger.unchanged(), "a refused request stored something"
         return None
     if "validation" in answer:
-        assert ValidationRequest.objects.count() == ledger.validations + 1
+        # One row more, or as many when the source's oldest was dropped to keep the last 20.
+        assert ValidationRequest.objects.filter(id__gt=ledger.last_validation).count() == 1
         assert ledger.new_events().count() == 0
         return None
     return _check_stored(answer, ledger, None if body is None else parsed_elements(body, io))
