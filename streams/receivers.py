@@ -178,7 +178,7 @@ def _receive_io(request, ingest_key):
     body = _body(request, source)
     if not signatures.has_signature(request.META):
         return _unsigned_io(source, body)
-    if not signatures.verify(body, request.META, source.pinned_public_keys):
+    if not signatures.verify(body, request.META, source.pinned_public_keys, source.id):
         _refuse(source, 401, "bad_signature", "no Adobe I/O signature verifies", "signature")
     payload = _parse(source, body)
     if wire.is_validation_post(payload):
