@@ -9,8 +9,7 @@ optional fields) is stored and answered 200, because Adobe drops an event answer
 
 import logging
 import re
-import threading
-import time
+import time  # noqa: F401 (tests stand in for time.monotonic, the source cache's clock, through it)
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError
@@ -20,6 +19,7 @@ from django.http import HttpResponseNotAllowed, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from fluxo.ttlcache import TTLCache
 from streams import announce, signatures, validation, wire
 from streams.auth import AuthUnavailable, authenticate_push
 from streams.models import Source
@@ -36,8 +36,8 @@ RETRY_AFTER_SECONDS = "30"
 # not cached: a revoked one is refused at once.
 SOURCE_CACHE_SECONDS = 5.0
 
-_sources = {}  # ingest key -> (monotonic expiry, Source)
-_sources_lock = threading.Lock()
+# Many sources, or keys of deleted ones: the ones looked up longest ago make room.
+_sources = TTLCache(SOURCE_CACHE_SECONDS, max_size=10_000)  # ingest key -> Source
 
 
 class Refusal(Exception):
@@ -80,27 +80,22 @@ def _guarded(handler, request, ingest_key):
 
 def _source(ingest_key):
     """The source of a receiver URL, from this process's cache for SOURCE_CACHE_SECONDS; else 404."""
-    now = time.monotonic()
-    cached = _sources.get(ingest_key)
-    if cached is not None and cached[0] > now:
-        return cached[1]
+    source = _sources.get(ingest_key)
+    if source is not None:
+        return source
     source = Source.objects.filter(ingest_key=ingest_key).first()
     if source is None:
         raise Refusal(404, "unknown_source", "no source has this URL")  # unknown keys are not cached
-    with _sources_lock:
-        if len(_sources) > 10_000:  # many sources, or keys of deleted ones: start afresh
-            _sources.clear()
-        _sources[ingest_key] = (now + SOURCE_CACHE_SECONDS, source)
+    _sources.set(ingest_key, source)
     return source
 
 
 def forget_source(ingest_key=None):
     """Drop one cached source (or all): the next request reads it from the database."""
-    with _sources_lock:
-        if ingest_key is None:
-            _sources.clear()
-        else:
-            _sources.pop(ingest_key, None)
+    if ingest_key is None:
+        _sources.clear()
+    else:
+        _sources.pop(ingest_key)
 
 
 @receiver(post_save, sender=Source, dispatch_uid="streams.receivers.source_saved")
@@ -188,7 +183,7 @@ def _receive_io(request, ingest_key):
     body = _body(request, source)
     if not signatures.has_signature(request.META):
         return _unsigned_io(source, body)
-    if not signatures.verify(body, request.META, source.pinned_public_keys):
+    if not signatures.verify(body, request.META, source.pinned_public_keys, source.id):
         _refuse(source, 401, "bad_signature", "no Adobe I/O signature verifies", "signature")
     payload = _parse(source, body)
     if wire.is_validation_post(payload):
