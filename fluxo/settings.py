@@ -156,7 +156,12 @@ CELERY_BEAT_SCHEDULE = {
     # Alerts: catch-up, sliding windows, absence deadlines, reminders, due deliveries, the sweeper.
     "alerts-tick": {"task": "alerts.tick", "schedule": 5.0},
     "prune-alert-history": {"task": "alerts.prune", "schedule": 3600.0},
+    # Expired login sessions and OAuth tokens (fluxo/tasks.py).
+    "clear-sessions": {"task": "fluxo.clear_sessions", "schedule": 3600.0},
+    "clear-oauth-tokens": {"task": "fluxo.clear_tokens", "schedule": 3600.0},
 }
+# fluxo/ is no app, so autodiscovery does not find its tasks.
+CELERY_IMPORTS = ["fluxo.tasks"]
 
 # --- Ingest ----------------------------------------------------------------------------------------
 # Adobe batches are at most 2 MB; a 500-activity legacy batch is about 0.5 to 1 MB.
@@ -176,6 +181,21 @@ OAUTH2_PROVIDER = {
     "ACCESS_TOKEN_EXPIRE_SECONDS": 3600,
     "SCOPES": {"stream:push": "Push Marketo activities to Fluxo"},
     "DEFAULT_SCOPES": ["stream:push"],
+    # Marketo's push uses the client-credentials grant and nothing else: the token endpoint knows no
+    # other grant (no authorization code, implicit, password or refresh), whatever an application
+    # row in the admin says.
+    "OAUTH2_SERVER_CLASS": "oauthlib.oauth2.BackendApplicationServer",
+    # RFC 9700 behaviour (the toolkit's 4.0 defaults). The grants and redirects below are unused
+    # here; turning them to the compliant side keeps `check --deploy` meaningful.
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    # Tokens are stored as their SHA-256 checksum only (streams.oauth looks them up that way).
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https"],
 }
 
 # --- E-mail (alerts) ---------------------------------------------------------------------------------
