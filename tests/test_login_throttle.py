@@ -99,7 +99,12 @@ def test_an_admin_sees_a_lockout_in_the_admin_and_lifts_it_there(client, admin, 
 
 @pytest.mark.parametrize(
     ("command", "arguments"),
-    [("axes_reset_username", ["admin"]), ("axes_reset_ip_username", [ATTACKER, "admin"]), ("axes_reset", [])],
+    [
+        ("axes_reset_username", ["admin"]),
+        ("axes_reset_ip_username", [ATTACKER, "admin"]),
+        ("axes_reset_ip", [ATTACKER]),
+        ("axes_reset", []),
+    ],
 )
 def test_an_admin_lifts_a_lockout_with_a_command(client, admin, settings, command, arguments):
     for n in range(settings.AXES_FAILURE_LIMIT):
