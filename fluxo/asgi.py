@@ -19,6 +19,7 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E4
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
 from django.urls import set_script_prefix  # noqa: E402
 
+from fluxo.proxies import TrustedProxies  # noqa: E402
 from fluxo.routing import websocket_urlpatterns  # noqa: E402
 
 # Threads that run the ingest requests of one process. Each holds a pooled database connection only
@@ -89,11 +90,14 @@ async def http_application(scope, receive, send):
     await handler(scope, receive, send)
 
 
-application = ProtocolTypeRouter(
-    {
-        "http": http_application,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-    }
+# Outermost: every connection, ingest and WebSocket included, sees the client as FLUXO_TRUSTED_PROXIES says.
+application = TrustedProxies(
+    ProtocolTypeRouter(
+        {
+            "http": http_application,
+            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        }
+    )
 )
 
 

@@ -8,7 +8,9 @@ connections evenly over the processes; a single shared socket (``--balance share
 process accepts first take a burst of connections, which with keep-alive senders can pin them all on
 one process. A worker that dies is restarted; SIGTERM or SIGINT stops them all.
 
-Arguments after ``--`` go to every daphne process unchanged (e.g. ``-- --proxy-headers``).
+Arguments after ``--`` go to every daphne process unchanged (e.g. ``-- --verbosity 2``), except
+``--proxy-headers``, which would believe anyone's ``X-Forwarded-For``: ``FLUXO_TRUSTED_PROXIES`` decides
+which proxy is believed (fluxo/proxies.py).
 """
 
 import argparse
@@ -34,6 +36,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    if "--proxy-headers" in args.daphne_args:
+        parser.error("--proxy-headers believes any client's X-Forwarded-For: set FLUXO_TRUSTED_PROXIES instead")
     host, _, port = args.bind.rpartition(":")
     if not host or not port.isdigit():
         parser.error(f"--bind must be HOST:PORT, not {args.bind!r}")

@@ -4,12 +4,13 @@ Defaults run on a laptop with nothing set: a SQLite file and an embedded Redis u
 """
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-from fluxo import env
+from fluxo import env, proxies
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env.check_for_typos()
@@ -37,6 +38,16 @@ DEBUG = env.get_bool("DEBUG", False)
 ALLOWED_HOSTS = env.get_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 
 # --- Public URL, proxy and HTTPS ---------------------------------------------------------------
+# The proxies whose X-Forwarded-For/-Proto/-Host are believed (addresses or CIDRs; none by default).
+# fluxo.proxies applies them to the ASGI scope, and drops them from anyone else; Django is never told
+# to read them itself (no SECURE_PROXY_SSL_HEADER, no USE_X_FORWARDED_HOST).
+FLUXO_TRUSTED_PROXIES = [
+    str(network)
+    for network in proxies.parse_networks(
+        env.get_list("FLUXO_TRUSTED_PROXIES", []) if env.get_str("FLUXO_TRUSTED_PROXIES") else []
+    )
+]
+# Only names the public URL (endpoint URLs shown to admins, links in alerts): it trusts no header.
 FLUXO_PUBLIC_URL = env.get_http_url("FLUXO_PUBLIC_URL")
 CSRF_TRUSTED_ORIGINS = []
 if FLUXO_PUBLIC_URL:
@@ -44,9 +55,6 @@ if FLUXO_PUBLIC_URL:
     if _public.hostname not in ALLOWED_HOSTS and "*" not in ALLOWED_HOSTS:
         ALLOWED_HOSTS.append(_public.hostname)
     CSRF_TRUSTED_ORIGINS.append(f"{_public.scheme}://{_public.netloc}")
-    # Behind the TLS proxy that FLUXO_PUBLIC_URL names, its forwarding headers are trusted.
-    USE_X_FORWARDED_HOST = True
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     if _public.scheme == "https":
         SECURE_SSL_REDIRECT = True
         SESSION_COOKIE_SECURE = True
@@ -69,6 +77,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "oauth2_provider",
+    "axes",
     "streams",
     "dashboard",
     "alerts",
@@ -76,6 +85,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "fluxo.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -83,6 +93,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a login refused by the throttle into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "fluxo.urls"
@@ -158,7 +170,12 @@ CELERY_BEAT_SCHEDULE = {
     # Alerts: catch-up, sliding windows, absence deadlines, reminders, due deliveries, the sweeper.
     "alerts-tick": {"task": "alerts.tick", "schedule": 5.0},
     "prune-alert-history": {"task": "alerts.prune", "schedule": 3600.0},
+    # Expired login sessions and OAuth tokens (fluxo/tasks.py).
+    "clear-sessions": {"task": "fluxo.clear_sessions", "schedule": 3600.0},
+    "clear-oauth-tokens": {"task": "fluxo.clear_tokens", "schedule": 3600.0},
 }
+# fluxo/ is no app, so autodiscovery does not find its tasks.
+CELERY_IMPORTS = ["fluxo.tasks"]
 
 # --- Ingest ----------------------------------------------------------------------------------------
 # Adobe batches are at most 2 MB; a 500-activity legacy batch is about 0.5 to 1 MB.
@@ -173,15 +190,46 @@ ADOBE_IO_KEY_BASE_URL = env.get_http_url("ADOBE_IO_KEY_BASE_URL", "https://stati
 # URLs that admins type (JWKS, introspection) may not point at private addresses unless this is on.
 FLUXO_ALLOW_PRIVATE_URLS = env.get_bool("FLUXO_ALLOW_PRIVATE_URLS", False)
 
-# --- Auth, OAuth provider --------------------------------------------------------------------------
+# --- Auth, login throttle, OAuth provider --------------------------------------------------------------
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
+# The throttle (fluxo/login_throttle.py) checks before a password is: first among the backends.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+FLUXO_LOGIN_FAILURE_LIMIT = env.get_int("FLUXO_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+FLUXO_LOGIN_ADDRESS_FAILURE_LIMIT = env.get_int("FLUXO_LOGIN_ADDRESS_FAILURE_LIMIT", 30, minimum=1)
+FLUXO_LOGIN_LOCKOUT_MINUTES = env.get_int("FLUXO_LOGIN_LOCKOUT_MINUTES", 15, minimum=1)
+AXES_HANDLER = "fluxo.login_throttle.LoginThrottle"
+AXES_FAILURE_LIMIT = FLUXO_LOGIN_FAILURE_LIMIT
+# One name from one address; and one address over all names (its own limit, in LoginThrottle).
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_COOLOFF_TIME = timedelta(minutes=FLUXO_LOGIN_LOCKOUT_MINUTES)
+AXES_RESET_ON_SUCCESS = True  # that name from that address only (LoginThrottle.reset_user_attempts)
+AXES_CLIENT_IP_CALLABLE = "fluxo.proxies.client_address"
+AXES_LOCKOUT_CALLABLE = "fluxo.login_throttle.locked_out"
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
 OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"  # noqa: S105 (a model name)
 OAUTH2_PROVIDER = {
     "ACCESS_TOKEN_EXPIRE_SECONDS": 3600,
     "SCOPES": {"stream:push": "Push Marketo activities to Fluxo"},
     "DEFAULT_SCOPES": ["stream:push"],
+    # Marketo's push uses the client-credentials grant and nothing else: the token endpoint knows no
+    # other grant (no authorization code, implicit, password or refresh), whatever an application
+    # row in the admin says.
+    "OAUTH2_SERVER_CLASS": "oauthlib.oauth2.BackendApplicationServer",
+    # RFC 9700 behaviour (the toolkit's 4.0 defaults). The grants and redirects below are unused
+    # here; turning them to the compliant side keeps `check --deploy` meaningful.
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    # Tokens are stored as their SHA-256 checksum only (streams.oauth looks them up that way).
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https"],
 }
 
 # --- E-mail (alerts) ---------------------------------------------------------------------------------

@@ -33,9 +33,9 @@ def prune(now=None, chunk=CHUNK, max_chunks=200):
         if dropped:
             log.info("retention: dropped partitions %s", ", ".join(dropped))
         tables = [p.name for p in partitions.partitions("streams_event") if p.low is None]
-        deleted = _delete_before(tables + ["streams_event_default"], cutoff, chunk, max_chunks)
+        deleted = _delete_before([*tables, "streams_event_default"], cutoff, chunk, max_chunks)
         batch_tables = [p.name for p in partitions.partitions("streams_batch") if p.low is None]
-        _delete_before(batch_tables + ["streams_batch_default"], cutoff, chunk, max_chunks, only_empty=True)
+        _delete_before([*batch_tables, "streams_batch_default"], cutoff, chunk, max_chunks, only_empty=True)
         _prune_default_keys(now - partitions.dedup_horizon(), chunk, max_chunks)
     else:
         deleted = _delete_before(["streams_event"], cutoff, chunk, max_chunks)

@@ -71,7 +71,9 @@ def test_the_migration_left_partitions_for_now_and_three_intervals_ahead():
     names = {p.name for p in partitions.partitions("streams_event")}
     for n in range(1, partitions.AHEAD + 1):
         assert partitions.partition_name("streams_event", day(n)) in names
-    assert partitions.partition_name("streams_batch", day(1)) in {p.name for p in partitions.partitions("streams_batch")}
+    assert partitions.partition_name("streams_batch", day(1)) in {
+        p.name for p in partitions.partitions("streams_batch")
+    }
 
 
 def test_the_beat_creates_partitions_ahead_once(settings):
@@ -93,7 +95,9 @@ def test_an_event_for_a_range_without_a_partition_is_kept_and_moved_into_one_lat
     with caplog.at_level(logging.WARNING, logger="streams.partitions"):
         partitions.maintain(far)
     assert partition_of(event.id) == partitions.partition_name("streams_event", partitions.floor(far))
-    assert partitions.state(far)["in_default"] == {t: False for t in ("streams_event", "streams_batch", "streams_eventkey")}
+    assert partitions.state(far)["in_default"] == {
+        t: False for t in ("streams_event", "streams_batch", "streams_eventkey")
+    }
     assert Batch.objects.get().id == stored.batch_id
     assert any("created late" in r.message for r in caplog.records)
     # A redelivery after the move is still recognised.
@@ -137,9 +141,7 @@ def test_a_redelivery_after_its_partition_was_dropped_is_still_a_duplicate(sourc
     old = day(-3) + timedelta(hours=12)
     store(legacy_rows("g-old", occurred=old.isoformat()), source, "legacy", old)
     with connection.cursor() as cursor:  # as an upgrade leaves it: the old rows in a partition of their own
-        cursor.execute(
-            "CREATE TABLE streams_event_ptest (LIKE streams_event INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
-        )
+        cursor.execute("CREATE TABLE streams_event_ptest (LIKE streams_event INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
     partitions._create("streams_event", "streams_event_p_old", day(-3), day(-2))
     partitions._create("streams_batch", "streams_batch_p_old", day(-3), day(-2))
     with connection.cursor() as cursor:
@@ -213,8 +215,13 @@ def _manage(database_url, *args):
 def test_migrate_turns_a_populated_unpartitioned_database_into_partitions_with_nothing_lost():
     settings_db = connection.settings_dict
     name = f"fluxo_upgrade_{uuid.uuid4().hex[:8]}"
-    admin = psycopg.connect(host=settings_db["HOST"] or None, port=settings_db["PORT"] or None,
-                            user=settings_db["USER"] or None, dbname="postgres", autocommit=True)
+    admin = psycopg.connect(
+        host=settings_db["HOST"] or None,
+        port=settings_db["PORT"] or None,
+        user=settings_db["USER"] or None,
+        dbname="postgres",
+        autocommit=True,
+    )
     admin.execute(f"CREATE DATABASE {name}")
     url = f"postgres://{settings_db['USER']}@{settings_db['HOST'] or '127.0.0.1'}:{settings_db['PORT'] or 5432}/{name}"
     try:
@@ -263,7 +270,8 @@ def _populate(db, n):
         "SELECT %s, b.id, '123-ABC-456', 'activity', 'visitwebpage', CASE WHEN g % 2 = 0 THEN 'ev-' || g END, "
         "'123-ABC-456|g-' || g, b.received_at, b.received_at - interval '5 seconds', 1, 'Visit Webpage', "
         "(g % 1000)::text, '', '', '', '', '', '', '', '', '', '', '', '', '', '', '[]', '{\"n\": ' || g || '}' "
-        "FROM generate_series(1, %s) g JOIN streams_batch b ON b.id = (SELECT min(id) FROM streams_batch) + (g - 1) / 100",
+        "FROM generate_series(1, %s) g "
+        "JOIN streams_batch b ON b.id = (SELECT min(id) FROM streams_batch) + (g - 1) / 100",
         [source_id, n],
     )
 
@@ -273,6 +281,7 @@ def _fingerprint(db):
         "SELECT count(*), max(id), md5(string_agg(id::text || activity_key || coalesce(event_uid, '') || raw "
         "|| received_at::text, ',' ORDER BY id)) FROM streams_event"
     ).fetchone()
-    batches = db.execute("SELECT count(*), md5(string_agg(id::text || received_at::text, ',' ORDER BY id)) "
-                         "FROM streams_batch").fetchone()
+    batches = db.execute(
+        "SELECT count(*), md5(string_agg(id::text || received_at::text, ',' ORDER BY id)) FROM streams_batch"
+    ).fetchone()
     return {"events": events[0], "max_event_id": events[1], "events_md5": events[2], "batches": batches}
