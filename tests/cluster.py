@@ -137,7 +137,7 @@ class Cluster:
         self.web_port = port_free_on(WEB_HOSTS)
         self.proxy_port = free_port(PROXY_HOST)
         self.webs, self.workers, self.beats = {}, [], []
-        self.nginx = None
+        self.nginx = self.proxy_process = None
         self.session = None
         self.source = None
 
@@ -230,7 +230,7 @@ class Cluster:
         )
         conf = nginx.main_conf(directory, block)
         self.nginx = nginx.running(conf, [(PROXY_HOST, self.proxy_port)])
-        self.nginx.__enter__()
+        self.proxy_process = self.nginx.__enter__()
         return f"http://{PROXY_HOST}:{self.proxy_port}"
 
     def stop_proxy(self):
