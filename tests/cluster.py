@@ -33,6 +33,7 @@ DATABASE_HOST = "127.0.0.1"  # where the machine's PostgreSQL and Redis listen
 PROXY_HOST = "127.0.0.4"
 WEB_HOSTS = ("127.0.0.2", "127.0.0.3")
 MUNCHKIN_ID = "321-DRL-654"
+WORKER_QUEUES = "celery,alerts,deliveries,maintenance"
 BEAT_LOCK_MODULE = ROOT / "fluxo" / "beat.py"  # the single-beat lock (issue 11), when merged
 
 SETUP_SCRIPT = """
@@ -242,6 +243,8 @@ class Cluster:
         command = [
             sys.executable, "-m", "celery", "-A", "fluxo", "worker", "--pool", "solo", "--without-mingle",
             "--without-gossip", "--hostname", f"{name}@drill", "--loglevel", "INFO",
+            # Every queue, named: Celery's default one and those the routes of issue 11 send tasks to.
+            "--queues", WORKER_QUEUES,
         ]  # fmt: skip
         process = Process(name, command, self.env(self.host_dir(name)), self.var).start()
         self.workers.append(process)
