@@ -86,7 +86,10 @@ def test_killing_a_web_host_and_a_worker_while_the_sandbox_sends_loses_and_doubl
     try:
         started = time.monotonic()
         sandbox.start()
-        at = lambda moment: time.sleep(max(0.0, started + moment - time.monotonic()))  # noqa: E731
+
+        def at(moment):
+            time.sleep(max(0.0, started + moment - time.monotonic()))
+
         at(KILL_WEB_AT)
         system.webs[WEB1].kill()
         at(RESTART_WEB_AT)
