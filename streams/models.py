@@ -291,8 +291,6 @@ class EventQuerySet(models.QuerySet):
 class Event(models.Model):
     """One event of any stream: the raw payload, losslessly, plus normalised, indexed columns."""
 
-    objects = EventQuerySet.as_manager()
-
     # No index of its own: (source, stream, received_at) below serves every lookup by source.
     # DO_NOTHING: a source's events go in bounded background steps, never through Django's collector.
     source = models.ForeignKey(Source, on_delete=models.DO_NOTHING, related_name="events", db_index=False)
@@ -332,6 +330,8 @@ class Event(models.Model):
     details = models.TextField(blank=True, help_text="Notifications: the eventAction object, as JSON.")
     flags = models.JSONField(default=list)
     raw = models.TextField(help_text="The event exactly as delivered, as JSON.")
+
+    objects = EventQuerySet.as_manager()
 
     class Meta:
         # On PostgreSQL the table is partitioned on received_at (streams.partitions) and the two
