@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from fluxo import env
 
@@ -114,16 +115,22 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: broker, channel layer, announcements, counters -----------------------------------------
+# Without REDIS_URL: an embedded redis-server on a unix socket under var/. Settings only name its
+# socket; the processes that use it start it (fluxo.embedded_redis), never this import. With
+# PostgreSQL configured those processes refuse it unless FLUXO_EMBEDDED_REDIS allows it.
+FLUXO_EMBEDDED_REDIS = env.get_bool("FLUXO_EMBEDDED_REDIS", False)
 _redis_url = env.get_str("REDIS_URL")
 if _redis_url:
     if urlsplit(_redis_url).scheme not in ("redis", "rediss", "unix"):
         raise ImproperlyConfigured(f"REDIS_URL must be redis://, rediss:// or unix://, not {_redis_url!r}")
+    FLUXO_EMBEDDED_REDIS_DIR = None
     FLUXO_REDIS_URL = _redis_url
     CELERY_BROKER_URL = _redis_url.replace("unix://", "redis+socket://", 1)
 else:
     from fluxo import embedded_redis
 
-    _sock = embedded_redis.ensure_running(VAR_DIR)
+    FLUXO_EMBEDDED_REDIS_DIR = VAR_DIR
+    _sock = embedded_redis.socket_path(VAR_DIR)
     FLUXO_REDIS_URL = f"unix://{_sock}"
     CELERY_BROKER_URL = f"redis+socket://{_sock}"
 
@@ -144,6 +151,25 @@ CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Exactly one beat: a second one waits on a lock (PostgreSQL advisory lock, or a file under var/).
+CELERY_BEAT_SCHEDULER = "fluxo.beat:LockedScheduler"
+# Queues, so that maintenance never delays an alert: a worker for alerts + deliveries and another
+# for maintenance in production; `make run` serves all three with one worker (README, Processes).
+FLUXO_QUEUES = ("alerts", "deliveries", "maintenance")
+CELERY_TASK_QUEUES = [Queue(name) for name in FLUXO_QUEUES]  # a worker without -Q serves all of them
+CELERY_TASK_DEFAULT_QUEUE = "maintenance"
+CELERY_TASK_ROUTES = {
+    "alerts.evaluate": {"queue": "alerts"},
+    "alerts.tick": {"queue": "alerts"},
+    "alerts.deliver": {"queue": "deliveries"},
+    "alerts.deliver_due": {"queue": "deliveries"},
+    "alerts.prune": {"queue": "maintenance"},
+    "dashboard.roll_up": {"queue": "maintenance"},
+    "dashboard.prune_rollups": {"queue": "maintenance"},
+    "streams.prune_events": {"queue": "maintenance"},
+    "streams.open_validation_urls": {"queue": "maintenance"},
+    "streams.retire_expired_grace": {"queue": "maintenance"},
+}
 CELERY_BEAT_SCHEDULE = {
     "prune-old-events": {"task": "streams.prune_events", "schedule": 3600.0},
     # Replaced legacy-push credentials past their grace period: their Fluxo OAuth clients go.

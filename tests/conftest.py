@@ -11,9 +11,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.contrib.auth.models import Group
 
+from fluxo import embedded_redis
 from streams import announce, signatures
 from streams.auth import issue_api_token
 from streams.models import Source
+from tests.processes import stop_embedded_redis_servers_under
 
 PAYLOADS = Path(__file__).parent / "payloads"
 
@@ -28,6 +30,24 @@ def _fast_password_hashing():
     from django.conf import settings
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _embedded_redis(tmp_path_factory):
+    """The suite's own embedded Redis (no REDIS_URL): started for the session, stopped at its end.
+
+    Also stops every embedded Redis that the tests' processes started under the session's temporary
+    folders and a failing test left behind, so that no redis-server of a test run outlives it.
+    """
+    started = None
+    var_dir = embedded_redis.embedded_dir()  # SystemExit on PostgreSQL without FLUXO_EMBEDDED_REDIS
+    if var_dir is not None and not embedded_redis.answers(var_dir):
+        embedded_redis.ensure_running(var_dir)
+        started = var_dir
+    yield
+    if started is not None:
+        embedded_redis.stop(started)
+    stop_embedded_redis_servers_under(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(autouse=True)
