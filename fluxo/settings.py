@@ -13,6 +13,8 @@ from kombu import Queue
 from fluxo import env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# The project's templates/ and static/: at the top of a checkout, inside fluxo/ in an installed wheel.
+SITE_FILES_DIR = BASE_DIR if (BASE_DIR / "templates").is_dir() else Path(__file__).resolve().parent
 env.check_for_typos()
 
 VAR_DIR = Path(env.get_str("FLUXO_VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -93,7 +95,7 @@ WSGI_APPLICATION = None
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [SITE_FILES_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -222,7 +224,7 @@ FLUXO_SLACK_API_URL = env.get_http_url("FLUXO_SLACK_API_URL", "https://slack.com
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns about a missing one; files come from the finders
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [SITE_FILES_DIR / "static"]
 # Served from the apps' static folders by WhiteNoise, with DEBUG off too and no collectstatic step.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
