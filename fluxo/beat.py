@@ -148,11 +148,15 @@ def _stop_waiting(signum, _frame):
 class LockedScheduler(PersistentScheduler):
     """Celery's file-backed scheduler, opened and ticking only while this process holds the beat lock."""
 
-    def __init__(self, *args, **kwargs):
-        embedded_redis.start_for_process()  # refuse a misconfigured beat before it waits for the lock
-        self.beat_lock = lock_for_settings()
-        acquire(self.beat_lock)
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, lazy=False, **kwargs):
+        self.beat_lock = None
+        # Celery builds a lazy one for its start-up banner only: it never ticks, and must not take the
+        # lock that the real one, built next in this process, waits for.
+        if not lazy:
+            embedded_redis.start_for_process()  # refuse a misconfigured beat before it waits for the lock
+            self.beat_lock = lock_for_settings()
+            acquire(self.beat_lock)
+        super().__init__(*args, lazy=lazy, **kwargs)
 
     def tick(self, *args, **kwargs):
         self.beat_lock.check()  # LostBeatLock ends the beat (non-zero) before it schedules anything
@@ -162,4 +166,5 @@ class LockedScheduler(PersistentScheduler):
         try:
             super().close()
         finally:
-            self.beat_lock.release()
+            if self.beat_lock is not None:
+                self.beat_lock.release()

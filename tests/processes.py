@@ -231,6 +231,7 @@ def celery(env, *args):
     process = subprocess.Popen(
         [str(BIN / "celery"), "-A", "fluxo", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
+    process.log_path = Path(log.name)  # what it printed so far: process.log_path.read_text()
     try:
         yield process
     finally:
