@@ -43,7 +43,8 @@ def _zombie(pid):
 
 
 def started(var_dir, log):
-    return "beat lock" in log.read_text() and "ready" in log.read_text() and embedded_redis_servers_under(var_dir)
+    text = log.read_text()
+    return "beat: Starting" in text and "ready" in text and embedded_redis_servers_under(var_dir)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
@@ -66,10 +67,10 @@ def test_make_run_stopped_leaves_no_process_behind(tmp_path, signum):
         wait_for(lambda: not alive(children), timeout=15)
         assert embedded_redis_servers_under(tmp_path) == []
     finally:
-        if honcho.poll() is None:
-            honcho.kill()
-        for pid in alive(descendants(honcho.pid)):
-            subprocess.run(["kill", "-9", str(pid)], check=False)
+        if honcho.poll() is None:  # the test failed: kill what it started, children first
+            for pid in [*alive(descendants(honcho.pid)), honcho.pid]:
+                subprocess.run(["kill", "-9", str(pid)], check=False)
+            honcho.wait(timeout=10)
 
 
 LEAKY_TESTS = """
