@@ -32,21 +32,32 @@ def _fast_password_hashing():
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _embedded_redis(tmp_path_factory):
-    """The suite's own embedded Redis (no REDIS_URL): started for the session, stopped at its end.
-
-    Also stops every embedded Redis that the tests' processes started under the session's temporary
-    folders and a failing test left behind, so that no redis-server of a test run outlives it.
-    """
-    started = None
-    var_dir = embedded_redis.embedded_dir()  # SystemExit on PostgreSQL without FLUXO_EMBEDDED_REDIS
+def pytest_sessionstart(session):
+    """The suite's own embedded Redis (no REDIS_URL), started before collection (test modules import
+    fluxo.asgi, which would start one) and stopped when the session ends, if this session started it."""
+    try:
+        var_dir = embedded_redis.embedded_dir()
+    except SystemExit as refused:  # PostgreSQL without REDIS_URL or FLUXO_EMBEDDED_REDIS
+        raise pytest.UsageError(str(refused)) from None
     if var_dir is not None and not embedded_redis.answers(var_dir):
         embedded_redis.ensure_running(var_dir)
-        started = var_dir
+        session.config.stash[_STARTED_REDIS] = var_dir
+
+
+def pytest_sessionfinish(session):
+    var_dir = session.config.stash.get(_STARTED_REDIS, None)
+    if var_dir is not None:
+        embedded_redis.stop(var_dir)
+
+
+_STARTED_REDIS = pytest.StashKey()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_embedded_redis_left(tmp_path_factory):
+    """Stops every embedded Redis that the tests' processes started under the session's temporary
+    folders and a failing test left behind, so that no redis-server of a test run outlives it."""
     yield
-    if started is not None:
-        embedded_redis.stop(started)
     stop_embedded_redis_servers_under(tmp_path_factory.getbasetemp())
 
 

@@ -77,6 +77,9 @@ LEAKY_TESTS = """
 from fluxo import embedded_redis
 
 
+import fluxo.asgi  # starts (or finds) the embedded Redis as the suite's modules that import it do
+
+
 def test_uses_the_suites_redis(redis_client):
     assert redis_client.ping()
 
@@ -88,7 +91,11 @@ def test_starts_a_server_of_its_own_and_leaves_it(tmp_path):
 
 PYTEST = (sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider")
 # The suite's fixtures, the session's embedded Redis among them.
-CONFTEST = "from tests.conftest import _embedded_redis, _fresh_process_state, redis_client  # noqa: F401\n"
+CONFTEST = (
+    "from tests.conftest import (  # noqa: F401\n"
+    "    _fresh_process_state, _no_embedded_redis_left, pytest_sessionfinish, pytest_sessionstart, redis_client\n"
+    ")\n"
+)
 
 
 def test_a_test_run_leaves_no_embedded_redis_behind(tmp_path):
