@@ -5,7 +5,7 @@ Settings only name its socket (no REDIS_URL); nothing starts it at import. Two w
 - ``python -m fluxo.embedded_redis serve``: in the foreground, as the Procfile's ``redis`` process,
   so that honcho stops it with the others; ``... wait`` lets the other Procfile lines wait for it.
 - ``start_for_process()``: what the web process (fluxo.asgi), the worker and the beat (fluxo.celery)
-  call when run on their own: they find a running server or start one, daemonised so that it
+  and ``manage.py shell`` call: they find a running server or start one, daemonised so that it
   outlives the process that happened to start it. A stale socket (the server was killed) and an
   orphaned server that no longer answers are both recovered.
 
@@ -29,8 +29,6 @@ from redis.retry import Retry
 SOCKET_NAME = "redis.sock"
 PID_NAME = "redis.pid"
 LOCK_NAME = "redis.lock"
-
-
 REFUSAL = (
     "fluxo: DATABASE_URL is PostgreSQL but REDIS_URL is not set. Set REDIS_URL to your Redis "
     "(redis://host:6379/0), or FLUXO_EMBEDDED_REDIS=1 to run the embedded single-host Redis "
