@@ -1,0 +1,176 @@
+"""Streaming exports of stored events: NDJSON, CSV and Parquet, in constant memory.
+
+One reader and three writers, shared by ``manage.py export_events``, the read API's ``.csv`` and
+``.parquet`` and the archives (streams.archive). The column list is the read API's (``FIELDS``: id,
+batch id, received time, then every column streams.store writes), so a column added to the store
+appears everywhere at once.
+
+The reader walks a received-time window ``[since, until)`` in keyset chunks on (received_at, id),
+the order of the (received_at, id) index: each chunk is one bounded index range, never an OFFSET and
+never a walk of the primary key past the window, and every query carries the time bounds, so a
+time-partitioned table can skip the partitions outside the window.
+
+CSV cells are neutralised against spreadsheet formula injection (``neutralise``); the raw payload, a
+JSON object, always starts with ``{`` and so is never touched. Parquet has a fixed schema (``SCHEMA``)
+and is written in row groups of ``ROW_GROUP`` rows, so memory stays bounded however many rows there are.
+"""
+
+import csv
+import io
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from streams import api
+
+FIELDS = api.FIELDS
+FORMATS = ("parquet", "ndjson", "csv")
+CONTENT_TYPES = {"parquet": "application/vnd.apache.parquet", "ndjson": "application/x-ndjson", "csv": "text/csv"}
+# Rows per query: large enough to amortise a round trip, small enough to keep a chunk's memory small.
+CHUNK = 5000
+# Rows per Parquet row group: about 50 MB of Arrow memory with 1 kB payloads; readers scan groups in parallel.
+ROW_GROUP = 50_000
+
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+_TYPES = {
+    "id": pa.int64(),
+    "batch_id": pa.int64(),
+    "source_id": pa.int64(),
+    "received_at": _TIMESTAMP,
+    "occurred_at": _TIMESTAMP,
+    "activity_type_id": pa.int32(),
+    "flags": pa.list_(pa.string()),
+}
+# Every other column is text; every column but id, batch_id, received_at, source_id, stream, type and raw may be null.
+_REQUIRED = {"id", "batch_id", "received_at", "source_id", "stream", "type", "raw"}
+SCHEMA = pa.schema([pa.field(name, _TYPES.get(name, pa.string()), nullable=name not in _REQUIRED) for name in FIELDS])
+
+# OWASP's list for CSV injection, plus the quote itself, so neutralising can always be undone.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+# --- Reading --------------------------------------------------------------------------------------------
+
+
+def chunks(events, since, until, chunk=CHUNK):
+    """Lists of up to ``chunk`` rows (tuples in FIELDS order) of ``events`` received in [since, until).
+
+    Ordered by (received_at, id). ``events`` is any Event queryset (already scoped and filtered).
+    """
+    window = events.filter(received_at__gte=since, received_at__lt=until).order_by("received_at", "id")
+    query = window
+    while True:
+        rows = list(query.values_list(*FIELDS)[:chunk])
+        if rows:
+            yield rows
+        if len(rows) < chunk:
+            return
+        last = rows[-1]
+        received, last_id = last[_RECEIVED], last[0]
+        # Rows of one request share a received time: the keyset continues within it by id.
+        query = window.filter(received_at__gte=received).exclude(received_at=received, id__lte=last_id)
+
+
+_RECEIVED = FIELDS.index("received_at")
+
+
+# --- Writers: each takes the chunks and a binary file, and returns the rows written ------------------------
+
+
+def write_ndjson(chunks, out):
+    """The read API's NDJSON document, one event a line."""
+    written = 0
+    for rows in chunks:
+        out.write(ndjson_bytes(rows))
+        written += len(rows)
+    return written
+
+
+def ndjson_bytes(rows):
+    return b"".join(api.dump(api.result(dict(zip(FIELDS, row, strict=True)))) + b"\n" for row in rows)
+
+
+def write_csv(chunks, out):
+    """A header, then one line per event (RFC 4180, UTF-8, CRLF line ends)."""
+    written = 0
+    out.write(csv_header())
+    for rows in chunks:
+        out.write(csv_bytes(rows))
+        written += len(rows)
+    return written
+
+
+def csv_header():
+    return _csv_lines([FIELDS])
+
+
+def csv_bytes(rows):
+    return _csv_lines([csv_cell(value) for value in row] for row in rows)
+
+
+def _csv_lines(rows):
+    text = io.StringIO()
+    csv.writer(text).writerows(rows)
+    return text.getvalue().encode()
+
+
+def csv_cell(value):
+    """One value as CSV text: times ISO 8601, flags a JSON array, null empty, text neutralised."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return neutralise(value)
+    if isinstance(value, list):
+        return orjson.dumps(value).decode()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def neutralise(text):
+    """Text a spreadsheet will not run as a formula: a leading = + - @ tab, CR or ' gets a ' in front.
+
+    Undo it by removing one leading ' from any cell that starts with one (``unneutralise``).
+    """
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def unneutralise(text):
+    return text[1:] if text.startswith("'") else text
+
+
+def write_parquet(chunks, out, row_group=ROW_GROUP):
+    """A Parquet file of SCHEMA (zstd), one row group per ``row_group`` rows."""
+    written, pending, pending_rows = 0, [], 0
+    with pq.ParquetWriter(out, SCHEMA, compression="zstd") as writer:
+        for rows in chunks:
+            pending.append(record_batch(rows))
+            pending_rows += len(rows)
+            if pending_rows >= row_group:
+                writer.write_table(pa.Table.from_batches(pending), row_group_size=pending_rows)
+                written, pending, pending_rows = written + pending_rows, [], 0
+        if pending or not written:
+            writer.write_table(pa.Table.from_batches(pending, schema=SCHEMA), row_group_size=max(pending_rows, 1))
+            written += pending_rows
+    return written
+
+
+def record_batch(rows):
+    columns = list(zip(*rows, strict=True))
+    return pa.RecordBatch.from_arrays(
+        [pa.array(values, type=field.type) for values, field in zip(columns, SCHEMA, strict=True)], schema=SCHEMA
+    )
+
+
+WRITERS = {"parquet": write_parquet, "ndjson": write_ndjson, "csv": write_csv}
+
+
+def write(fmt, chunks, out):
+    """Write ``chunks`` to the binary file ``out`` in format ``fmt``; returns the rows written."""
+    return WRITERS[fmt](chunks, out)
+
+
+def columns():
+    """(name, Parquet type) for every exported column, for the README and the OpenAPI document."""
+    return [(field.name, str(field.type)) for field in SCHEMA]
