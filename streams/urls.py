@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from streams import api, api_exports, receivers
+from streams import api, api_exports, openapi, receivers
 
 _KEY = "(?P<ingest_key>[A-Za-z0-9_-]{1,64})"
 
@@ -14,4 +14,5 @@ urlpatterns = [
     path("api/v1/events.ndjson", api.events_ndjson, name="api-events-ndjson"),
     path("api/v1/events.csv", api_exports.events_csv, name="api-events-csv"),
     path("api/v1/events.parquet", api_exports.events_parquet, name="api-events-parquet"),
+    path("api/v1/openapi.json", openapi.document_view, name="api-openapi"),
 ]
