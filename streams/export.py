@@ -19,8 +19,10 @@ import csv
 import io
 
 import orjson
+import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
+from django.db import connection
 
 from streams import api
 
@@ -46,6 +48,8 @@ _TYPES = {
 _REQUIRED = {"id", "batch_id", "received_at", "source_id", "stream", "type", "raw"}
 SCHEMA = pa.schema([pa.field(name, _TYPES.get(name, pa.string()), nullable=name not in _REQUIRED) for name in FIELDS])
 
+_RECEIVED = FIELDS.index("received_at")
+_FLAGS = FIELDS.index("flags")
 # OWASP's list for CSV injection, plus the quote itself, so neutralising can always be undone.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
 
@@ -61,7 +65,7 @@ def chunks(events, since, until, chunk=CHUNK):
     window = events.filter(received_at__gte=since, received_at__lt=until).order_by("received_at", "id")
     query = window
     while True:
-        rows = list(query.values_list(*FIELDS)[:chunk])
+        rows = _fetch(query.values_list(*FIELDS)[:chunk])
         if rows:
             yield rows
         if len(rows) < chunk:
@@ -72,7 +76,18 @@ def chunks(events, since, until, chunk=CHUNK):
         query = window.filter(received_at__gte=received).exclude(received_at=received, id__lte=last_id)
 
 
-_RECEIVED = FIELDS.index("received_at")
+def _fetch(query):
+    """The rows of a values_list query; on PostgreSQL in binary, a third less client CPU than Django's text."""
+    if connection.vendor != "postgresql":
+        return list(query)
+    sql, params = query.query.sql_with_params()
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, binary=True)
+        rows = cursor.fetchall()
+    if rows and isinstance(rows[0][_FLAGS], str | bytes):  # jsonb as text, as Django's loader gives it
+        rows = [(*row[:_FLAGS], orjson.loads(row[_FLAGS]), *row[_FLAGS + 1 :]) for row in rows]
+    return rows
 
 
 # --- Writers: each takes the chunks and a binary file, and returns the rows written ------------------------
@@ -106,26 +121,27 @@ def csv_header():
 
 
 def csv_bytes(rows):
-    return _csv_lines([csv_cell(value) for value in row] for row in rows)
+    """CSV lines of rows: times ISO 8601, flags a JSON array, null empty, text neutralised (``neutralise``)."""
+    return _csv_lines(_csv_row(row) for row in rows)
+
+
+_OCCURRED = FIELDS.index("occurred_at")
+
+
+def _csv_row(row):
+    # One pass a row, no call a cell: this is the CSV export's hot loop (about 6M cells a minute).
+    cells = [("'" + v if v.startswith(_FORMULA_STARTS) else v) if v.__class__ is str else v for v in row]
+    cells[_RECEIVED] = cells[_RECEIVED].isoformat()
+    if cells[_OCCURRED] is not None:
+        cells[_OCCURRED] = cells[_OCCURRED].isoformat()
+    cells[_FLAGS] = orjson.dumps(cells[_FLAGS]).decode()
+    return cells
 
 
 def _csv_lines(rows):
     text = io.StringIO()
     csv.writer(text).writerows(rows)
     return text.getvalue().encode()
-
-
-def csv_cell(value):
-    """One value as CSV text: times ISO 8601, flags a JSON array, null empty, text neutralised."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return neutralise(value)
-    if isinstance(value, list):
-        return orjson.dumps(value).decode()
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)
 
 
 def neutralise(text):
