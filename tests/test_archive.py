@@ -10,9 +10,11 @@ import duckdb
 import pandas
 import pyarrow.parquet as pq
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from fluxo import env
 from streams import archive, retention
 from streams.models import ArchivedDay, Batch, Event
 from tests.ingest import activity, legacy_push
@@ -183,3 +185,19 @@ def test_the_beat_task_archives_every_finished_day_of_the_window_once(tmp_path, 
     assert ArchivedDay.objects.exclude(location="").count() == 3
     assert archive.archive_due(now=NOW) == 0
     assert archive.status(now=NOW)["archived_days"] == 60
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("/srv/archive", "/srv/archive"), ("s3://bucket/prefix/", "s3://bucket/prefix"), ("s3://bucket", "s3://bucket")],
+)
+def test_the_destination_setting_takes_a_folder_or_an_s3_url(monkeypatch, value, expected):
+    monkeypatch.setenv("FLUXO_ARCHIVE_DEST", value)
+    assert env.get_archive_dest("FLUXO_ARCHIVE_DEST") == expected
+
+
+@pytest.mark.parametrize("value", ["http://bucket/x", "s3:///prefix", "gs://bucket"])
+def test_a_destination_that_is_neither_fails_loudly(monkeypatch, value):
+    monkeypatch.setenv("FLUXO_ARCHIVE_DEST", value)
+    with pytest.raises(ImproperlyConfigured):
+        env.get_archive_dest("FLUXO_ARCHIVE_DEST")
