@@ -8,7 +8,9 @@ its own so its peak RSS is its own:
 - ``manage.py archive_events`` of the busiest source's busiest day (seconds, peak RSS, file size).
 
 Run (creates the database fluxo_bench_export, dropped at the end unless --keep; --keep reuses it):
-    .venv/bin/python bench/export.py [--rows 2000000] [--days 7] [--keep]
+    .venv/bin/python bench/export.py [--rows 2000000] [--days 7] [--keep] [--archive-only]
+
+One big day (the archive alone): --rows 5000000 --days 1 --archive-only (3.5M events of one source).
 """
 
 import argparse
@@ -121,13 +123,12 @@ def table_facts():
     with psycopg.connect(f"{SERVER}/{DATABASE}") as conn:
         rows = conn.execute("SELECT count(*) FROM streams_event").fetchone()[0]
         size = conn.execute("SELECT pg_total_relation_size('streams_event')").fetchone()[0]
-        source, busiest = conn.execute(
-            "SELECT source_id, count(*) FROM streams_event WHERE received_at >= %s AND received_at < %s "
-            "GROUP BY source_id ORDER BY 2 DESC LIMIT 1",
-            [SINCE + timedelta(days=1), SINCE + timedelta(days=2)],
+        source, day, busiest = conn.execute(
+            "SELECT source_id, (received_at AT TIME ZONE 'UTC')::date AS day, count(*) FROM streams_event "
+            "GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 1"
         ).fetchone()
         last = conn.execute("SELECT max(received_at) FROM streams_event").fetchone()[0]
-    return rows, size, source, busiest, last
+    return rows, size, source, busiest, day, last
 
 
 def export_runs(until, folder):
@@ -144,8 +145,7 @@ def export_runs(until, folder):
     return results
 
 
-def archive_run(source, folder):
-    day = (SINCE + timedelta(days=1)).date().isoformat()
+def archive_run(source, folder, day):
     out, seconds, rss = peak_rss(
         "archive_events", "--day", day, "--source", str(source), "--dest", str(folder), "--force", "--json"
     )
@@ -157,25 +157,27 @@ def main():
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--archive-only", action="store_true", help="skip the exports")
     options = parser.parse_args()
     reuse = options.keep and exists()
     if not reuse:
         admin(f"DROP DATABASE IF EXISTS {DATABASE}")
         admin(f"CREATE DATABASE {DATABASE}")
         fill(options.rows, options.days)
-    rows, size, source, busiest, last = table_facts()
-    print(f"table: {rows:,} rows, {size / 2**20:,.0f} MiB with indexes; busiest day of source {source}: {busiest:,}")
+    rows, size, source, busiest, busiest_day, last = table_facts()
+    print(f"table: {rows:,} rows, {size / 2**20:,.0f} MiB with indexes; source {source} on {busiest_day}: {busiest:,}")
     try:
         with tempfile.TemporaryDirectory(prefix="fluxo-bench-export-") as tmp:
             folder = Path(tmp)
             print("| format | rows | file MB | export s (in command) | rows/s | MB/s | process s | peak RSS MiB |")
             print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-            for fmt, n, nbytes, seconds, wall, rss in export_runs(last + timedelta(seconds=1), folder):
+            runs = [] if options.archive_only else export_runs(last + timedelta(seconds=1), folder)
+            for fmt, n, nbytes, seconds, wall, rss in runs:
                 print(
                     f"| {fmt} | {n:,} | {nbytes / 1e6:,.0f} | {seconds:.1f} | {n / seconds:,.0f} | "
                     f"{nbytes / 1e6 / seconds:,.1f} | {wall:.1f} | {rss:,.0f} |"
                 )
-            summary, wall, rss = archive_run(source, folder)
+            summary, wall, rss = archive_run(source, folder, busiest_day.isoformat())
             print(
                 f"archive of one day of source {source}: {summary['rows']:,} events, {summary['bytes'] / 1e6:,.1f} MB, "
                 f"{wall:.1f} s (process, start-up and check included), {summary['rows'] / wall:,.0f} events/s, "
