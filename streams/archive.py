@@ -312,16 +312,23 @@ def archive_due(now=None, budget=timedelta(minutes=50)):
 
 
 def status(now=None):
-    """Counts for metrics and stream health: days archived, days due but not archived, days failing."""
+    """Counts for metrics and stream health, over the retention window's finished days.
+
+    ``backlog_days``: (source, day) pairs that are due but not archived yet, failing ones included.
+    """
     now = now or timezone.now()
+    first = (now - timedelta(days=settings.FLUXO_RETENTION_DAYS)).date()
     last = (now - GRACE).date() - timedelta(days=1)
-    recent = ArchivedDay.objects.filter(day__lte=last)
-    newest = recent.filter(checked_at__isnull=False).order_by("-day").values_list("day", flat=True).first()
+    window = ArchivedDay.objects.filter(day__gte=first, day__lte=last)
+    archived = window.filter(checked_at__isnull=False).count()
+    due = Source.objects.count() * max(0, (last - first).days + 1)
+    newest = ArchivedDay.objects.filter(checked_at__isnull=False).order_by("-day").values_list("day", flat=True)
     return {
         "enabled": enabled(),
-        "archived_days": recent.filter(checked_at__isnull=False).count(),
-        "failing_days": recent.filter(checked_at__isnull=True).exclude(error="").count(),
-        "last_archived_day": _iso(newest),
+        "archived_days": archived,
+        "backlog_days": max(0, due - archived),
+        "failing_days": window.filter(checked_at__isnull=True).exclude(error="").count(),
+        "last_archived_day": _iso(newest.first()),
     }
 
 

@@ -179,12 +179,32 @@ def test_with_archiving_off_retention_removes_unarchived_days(settings, source, 
 def test_the_beat_task_archives_every_finished_day_of_the_window_once(tmp_path, settings, source, day_of_events):
     settings.FLUXO_RETENTION_DAYS = 30
     settings.FLUXO_ARCHIVE_DEST = str(tmp_path)
+    assert archive.status(now=NOW)["backlog_days"] == 60
     first = archive.archive_due(now=NOW)
     # 30 days (up to yesterday) for each of the 2 sources: 3 with events (2 for Acme, 1 for Acme EU).
     assert ArchivedDay.objects.filter(checked_at__isnull=False).count() == 60 == first
     assert ArchivedDay.objects.exclude(location="").count() == 3
     assert archive.archive_due(now=NOW) == 0
-    assert archive.status(now=NOW)["archived_days"] == 60
+    assert archive.status(now=NOW) == {
+        "enabled": True,
+        "archived_days": 60,
+        "backlog_days": 0,
+        "failing_days": 0,
+        "last_archived_day": (NOW.date() - timedelta(days=1)).isoformat(),
+    }
+
+
+class _LosingFolder(archive.Folder):
+    """A store that keeps only part of what it is given (a truncating proxy, a full disk that lies)."""
+
+    def publish(self, tmp, name):
+        table = pq.read_table(tmp)
+        pq.write_table(table.slice(0, 1), self.root / name)
+
+
+def test_an_archive_that_does_not_read_back_whole_is_not_recorded_as_archived(tmp_path, source, day_of_events):
+    with pytest.raises(archive.ArchiveError, match="3 events in the database, 3 written, 1 read back"):
+        archive._write_and_check(_LosingFolder(tmp_path), source.id, DAY)
 
 
 @pytest.mark.parametrize(
