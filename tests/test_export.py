@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from streams import api_tokens, export
 from streams.models import Event
+from tests import processes
 from tests.ingest import activity, legacy_push
 
 pytestmark = pytest.mark.django_db
@@ -252,3 +253,32 @@ def test_under_asgi_csv_is_streamed_chunk_by_chunk(admin_token, client, source, 
 
     chunks = async_to_sync(collect)()
     assert [chunk.count(b"\r\n") for chunk in chunks] == [1, export.CHUNK, 10]
+
+
+def test_under_asgi_parquet_is_sent_in_blocks_and_reads_back(admin_token, client, source, api_token, window, tmp_path):
+    legacy_push(client, source, api_token, [activity(1) for _ in range(20)])
+    since, until = window
+    response = async_to_sync(AsyncClient().get)(
+        PARQUET, {"since": since, "until": until}, headers={"Authorization": f"Bearer {admin_token}"}
+    )
+    assert response.status_code == 200 and response.is_async
+
+    async def collect():
+        return b"".join([chunk async for chunk in response.streaming_content])
+
+    (tmp_path / "asgi.parquet").write_bytes(async_to_sync(collect)())
+    assert pq.read_table(tmp_path / "asgi.parquet").num_rows == 20
+
+
+@pytest.mark.slow
+def test_the_database_unavailable_is_a_503_for_files_too(tmp_path, settings):
+    nowhere = "postgres://postgres@127.0.0.1:1/nope"
+    env = processes.bare_env(tmp_path, DATABASE_URL=nowhere, REDIS_URL=settings.FLUXO_REDIS_URL)
+    query = "?since=2026-11-01T00:00:00Z&until=2026-11-02T00:00:00Z"
+    with processes.daphne(env) as base:
+        for path in (CSV, PARQUET):
+            token = {"Authorization": "Bearer fxp_x"}
+            status, headers, body = processes.http("GET", base + path + query, headers=token)
+            assert status == 503, (path, body)
+            assert headers["Retry-After"] == "30"
+            assert json.loads(body)["error"] == "unavailable"
