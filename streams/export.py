@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from django.db import connection
 
 from streams import api
+from streams.models import Source
 
 FIELDS = api.FIELDS
 FORMATS = ("parquet", "ndjson", "csv")
@@ -185,6 +186,18 @@ WRITERS = {"parquet": write_parquet, "ndjson": write_ndjson, "csv": write_csv}
 def write(fmt, chunks, out):
     """Write ``chunks`` to the binary file ``out`` in format ``fmt``; returns the rows written."""
     return WRITERS[fmt](chunks, out)
+
+
+def source_ids(values):
+    """The ids of the sources named by ``values`` (ids or names); ValueError for one that does not exist."""
+    ids = []
+    for value in values:
+        found = Source.objects.filter(id=int(value)) if value.isdigit() else Source.objects.filter(name=value)
+        source = found.first()
+        if source is None:
+            raise ValueError(f"no source {value!r} (give an id or a name)")
+        ids.append(source.id)
+    return ids
 
 
 def columns():

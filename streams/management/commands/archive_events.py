@@ -3,7 +3,7 @@ from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 
-from streams import archive
+from streams import archive, export
 from streams.models import ArchivedDay, Source
 
 
@@ -18,16 +18,16 @@ class Command(BaseCommand):
         parser.add_argument("--source", action="append", default=[], help="a source id or name (default: all)")
         parser.add_argument("--dest", help="a folder or s3://bucket/prefix (default FLUXO_ARCHIVE_DEST)")
         parser.add_argument("--force", action="store_true", help="write again a day already archived")
-        parser.add_argument("--json", action="store_true", help="print one JSON line per source")
+        parser.add_argument("--json", action="store_true", dest="as_json", help="print one JSON line per source")
 
-    def handle(self, *args, day, source, dest, force, json, **options):
+    def handle(self, *args, day, source, dest, force, as_json, **options):
         try:
             day = date.fromisoformat(day)
         except ValueError:
             raise CommandError(f"--day: expected YYYY-MM-DD, not {day!r}") from None
         failed = 0
         for source_id in _source_ids(source):
-            failed += not self._archive(source_id, day, dest, force, json)
+            failed += not self._archive(source_id, day, dest, force, as_json)
         if failed:
             raise CommandError(f"{failed} archive(s) failed; see above")
 
@@ -47,7 +47,7 @@ class Command(BaseCommand):
             "error": record.error,
         }
         if as_json:
-            self.stdout.write(_dumps(summary))
+            self.stdout.write(json.dumps(summary))
         elif ok:
             where = record.location or "(no events, no file)"
             self.stdout.write(f"source {source_id} {day}: {record.rows} events, {record.bytes} bytes, {where}")
@@ -56,18 +56,10 @@ class Command(BaseCommand):
         return ok
 
 
-def _dumps(summary):
-    return json.dumps(summary)
-
-
 def _source_ids(values):
     if not values:
         return list(Source.objects.order_by("id").values_list("id", flat=True))
-    ids = []
-    for value in values:
-        found = Source.objects.filter(id=int(value)) if value.isdigit() else Source.objects.filter(name=value)
-        source = found.first()
-        if source is None:
-            raise CommandError(f"no source {value!r} (give an id or a name)")
-        ids.append(source.id)
-    return ids
+    try:
+        return export.source_ids(values)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None

@@ -7,7 +7,7 @@ from contextlib import nullcontext
 from django.core.management.base import BaseCommand, CommandError
 
 from streams import api, export
-from streams.models import Event, Source, Stream
+from streams.models import Event, Stream
 
 
 class Command(BaseCommand):
@@ -23,9 +23,9 @@ class Command(BaseCommand):
         parser.add_argument("--stream", action="append", default=[], choices=Stream.values, help="(repeatable)")
         parser.add_argument("--format", required=True, choices=export.FORMATS, dest="fmt")
         parser.add_argument("--output", required=True, help="a file path, or - for stdout (ndjson and csv)")
-        parser.add_argument("--json", action="store_true", help="print a JSON summary when done")
+        parser.add_argument("--json", action="store_true", dest="as_json", help="print a JSON summary when done")
 
-    def handle(self, *args, since, until, source, stream, fmt, output, json, **options):
+    def handle(self, *args, since, until, source, stream, fmt, output, as_json, **options):
         since, until = _window(since, until)
         if output == "-" and fmt == "parquet":
             raise CommandError("Parquet cannot go to stdout (its footer is written last); give a file path")
@@ -35,7 +35,7 @@ class Command(BaseCommand):
         if stream:
             events = events.filter(stream__in=stream)
         started = time.monotonic()
-        with _opened(output) as out, self._progress(events, since, until, json) as advance:
+        with _Output(output) as out, self._progress(events, since, until, as_json) as advance:
             rows = export.write(fmt, _counted(export.chunks(events, since, until), advance), out)
         summary = {
             "rows": rows,
@@ -44,19 +44,15 @@ class Command(BaseCommand):
             "path": output,
             "format": fmt,
         }
-        if json:
-            (sys.stderr if output == "-" else self.stdout).write(_json(summary) + "\n")
+        if as_json:
+            (sys.stderr if output == "-" else self.stdout).write(json.dumps(summary) + "\n")
         elif output != "-":
             self.stdout.write(f"{rows} events, {out.written} bytes written to {output}")
 
     def _progress(self, events, since, until, quiet):
         if quiet or not sys.stderr.isatty():
             return nullcontext(lambda n: None)
-        return _bar(events.filter(received_at__gte=since, received_at__lt=until).count())
-
-
-def _json(summary):
-    return json.dumps(summary)
+        return _Bar(events.filter(received_at__gte=since, received_at__lt=until).count())
 
 
 def _window(since, until):
@@ -70,14 +66,10 @@ def _window(since, until):
 
 
 def _source_ids(values):
-    ids = []
-    for value in values:
-        found = Source.objects.filter(id=int(value)) if value.isdigit() else Source.objects.filter(name=value)
-        source = found.first()
-        if source is None:
-            raise CommandError(f"no source {value!r} (give an id or a name)")
-        ids.append(source.id)
-    return ids
+    try:
+        return export.source_ids(values)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _counted(chunks, advance):
@@ -107,7 +99,9 @@ class _CountingFile:
         return self.raw.closed
 
 
-class _opened:
+class _Output:
+    """The output file (or stdout), counted; a file left half-written by a failure is removed."""
+
     def __init__(self, output):
         self.output, self.raw = output, None
 
@@ -124,7 +118,7 @@ class _opened:
                 os.unlink(self.output)  # a cut export must not pass for a whole one
 
 
-class _bar:
+class _Bar:
     def __init__(self, total):
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
