@@ -186,12 +186,14 @@ def ensure_archived(source_id, day, dest=None):
 def archive_day(source_id, day, dest=None, now=None):
     """Write, publish and check one source's day; record the outcome. True when archived and checked.
 
-    Raises ArchiveError for a day that is not over yet (its file would miss what is still to come).
+    Raises ArchiveError for a day that is not over yet (its file would miss what is still to come),
+    and for an archived day whose events retention has begun to remove (``_refuse_to_shrink``).
     """
     if not is_over(day, now):
         raise ArchiveError(f"{day} is not over yet (archives are written {GRACE} after the day ends)")
     target = destination(dest)
     record, _ = ArchivedDay.objects.get_or_create(source_id=source_id, day=day)
+    _refuse_to_shrink(record)
     attempted = timezone.now()
     ArchivedDay.objects.filter(pk=record.pk).update(
         attempts=F("attempts") + 1, first_attempt_at=Coalesce(F("first_attempt_at"), attempted)
@@ -207,6 +209,19 @@ def archive_day(source_id, day, dest=None, now=None):
     )
     log.info("archived source %s day %s: %d events, %d bytes, %s", source_id, day, rows, size, location or "-")
     return True
+
+
+def _refuse_to_shrink(record):
+    """An archived day that retention has since thinned out is never written again with less."""
+    if record.checked_at is None or not record.rows:
+        return
+    start, end = day_bounds(record.day)
+    now = Event.objects.filter(source_id=record.source_id, received_at__gte=start, received_at__lt=end).count()
+    if now < record.rows:
+        raise ArchiveError(
+            f"the archive of {record.day} holds {record.rows} events, the database {now} now (retention removed "
+            "some): not overwritten"
+        )
 
 
 def _boto_errors():

@@ -221,3 +221,13 @@ def test_a_destination_that_is_neither_fails_loudly(monkeypatch, value):
     monkeypatch.setenv("FLUXO_ARCHIVE_DEST", value)
     with pytest.raises(ImproperlyConfigured):
         env.get_archive_dest("FLUXO_ARCHIVE_DEST")
+
+
+def test_an_archived_day_that_retention_thinned_out_is_never_overwritten_with_less(tmp_path, source, day_of_events):
+    archive_command("--day", DAY.isoformat(), "--source", "Acme", "--dest", str(tmp_path))
+    path = tmp_path / f"source={source.id}" / f"date={DAY}" / "events.parquet"
+    Event.objects.filter(id=day_of_events[0].id).delete()
+    with pytest.raises(CommandError, match="holds 3 events, the database 2 now"):
+        archive_command("--day", DAY.isoformat(), "--source", "Acme", "--dest", str(tmp_path), "--force")
+    assert pq.read_metadata(path).num_rows == 3
+    assert archive.day_is_archived(source.id, DAY)
