@@ -439,3 +439,28 @@ class ApiToken(models.Model):
 
     def __str__(self):
         return f"{self.user} {self.prefix}…"
+
+
+class ArchivedDay(models.Model):
+    """One source's events of one UTC day (received time) written to the archive, or the attempt to.
+
+    ``checked_at`` is set only once the file was re-read and agreed with the database (row count,
+    size), so retention may drop a day when, and only when, its row here is checked (streams.archive).
+    """
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="archived_days")
+    day = models.DateField()
+    rows = models.PositiveBigIntegerField(default=0)
+    bytes = models.PositiveBigIntegerField(default=0)
+    location = models.TextField(blank=True, help_text="A path or s3://bucket/key; empty for a day without events.")
+    checked_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, help_text="Why the last attempt failed; empty once archived.")
+    attempts = models.PositiveIntegerField(default=0)
+    first_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-day", "source"]
+        constraints = [models.UniqueConstraint(fields=["source", "day"], name="streams_archived_day_unique")]
+
+    def __str__(self):
+        return f"{self.source_id} {self.day}: {'archived' if self.checked_at else 'not archived'}"

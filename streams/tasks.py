@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from streams import auth, partitions, retention, validation
+from streams import archive, auth, partitions, retention, validation
 
 
 @shared_task(name="streams.prune_events", soft_time_limit=1700, time_limit=1800)
@@ -13,6 +13,12 @@ def prune_events():
 @shared_task(name="streams.maintain_partitions", soft_time_limit=240, time_limit=300)
 def maintain_partitions():
     return partitions.maintain()
+
+
+@shared_task(name="streams.archive_events", soft_time_limit=3300, time_limit=3500)
+def archive_events():
+    """Yesterday's events, and any day of the retention window not archived yet, to the archive."""
+    return archive.archive_due()
 
 
 @shared_task(name="streams.open_validation_urls", soft_time_limit=50, time_limit=60)
