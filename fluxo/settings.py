@@ -150,6 +150,8 @@ CELERY_BEAT_SCHEDULE = {
     "maintain-partitions": {"task": "streams.maintain_partitions", "schedule": 600.0},
     # Replaced legacy-push credentials past their grace period: their Fluxo OAuth clients go.
     "retire-expired-grace": {"task": "streams.retire_expired_grace", "schedule": 3600.0},
+    # Deleted sources: their rows go in bounded steps; this pass resumes any a lost task left.
+    "purge-deleted-sources": {"task": "streams.purge_deleted_sources", "schedule": 60.0},
     # Adobe's validation URLs expire 5 minutes after they arrive.
     "open-validation-urls": {"task": "streams.open_validation_urls", "schedule": 20.0},
     # Per-minute rollups for the dashboards' history (web processes also roll up as batches arrive).

@@ -84,7 +84,7 @@ def _source(ingest_key):
     cached = _sources.get(ingest_key)
     if cached is not None and cached[0] > now:
         return cached[1]
-    source = Source.objects.filter(ingest_key=ingest_key).first()
+    source = Source.objects.live().filter(ingest_key=ingest_key).first()  # a deleted one is gone
     if source is None:
         raise Refusal(404, "unknown_source", "no source has this URL")  # unknown keys are not cached
     with _sources_lock:
