@@ -297,12 +297,16 @@ class EventAdmin(admin.ModelAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     list_select_related = ("source",)
+    actions = None  # "select all" then delete would run Django's collector over millions of rows
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # events go by retention, with their source, or by erase_lead
 
 
 @admin.register(ForeignMunchkin)

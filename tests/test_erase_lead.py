@@ -14,6 +14,7 @@ from alerts import evaluate
 from alerts.models import Alert, AlertEvent, Rule
 from dashboard import rollups
 from dashboard.models import MinuteCount
+from streams import erasure
 from streams.auth import issue_api_token
 from streams.models import Batch, ErasureRecord, Event
 from tests.ingest import activity, legacy_push
@@ -22,14 +23,14 @@ pytestmark = pytest.mark.django_db
 
 JANE, BOB = "Jane.Doe@example.com", "bob@example.org"
 CHANGE_DATA_VALUE = 13
+NEW_VALUE = {"name": "New Value", "value": "jane.doe+new@example.com"}
 
 
 def janes_activities():
     """Lead 1001's activities: its address as a primary attribute and inside the raw attributes."""
     return [
         activity(1, lead="1001", primary=JANE),
-        activity(CHANGE_DATA_VALUE, lead="1001", primary="Email Address",
-                 attributes=[{"name": "New Value", "value": "jane.doe+new@example.com"}]),  # fmt: skip
+        activity(CHANGE_DATA_VALUE, lead="1001", primary="Email Address", attributes=[NEW_VALUE]),
         activity(1, lead="1001", primary="/pricing"),
     ]
 
@@ -39,8 +40,8 @@ def stored(client, source, other_source, api_token):
     """Jane (lead 1001) and Bob (lead 2002) at Acme; another lead 1001 at Acme EU; rolled up, alerted."""
     janes = janes_activities()
     legacy_push(client, source, api_token, janes)
-    legacy_push(client, source, api_token, [activity(1, lead="2002", primary=BOB),
-                                            activity(1, lead="2002", primary=f"forwarded to {JANE}")])  # fmt: skip
+    bobs = [activity(1, lead="2002", primary=BOB), activity(1, lead="2002", primary=f"forwarded to {JANE}")]
+    legacy_push(client, source, api_token, bobs)
     legacy_push(client, other_source, issue_api_token(other_source), [activity(1, lead="1001", primary=JANE)])
     rollups.roll_up()
     Rule.objects.create(name="every event", kind="match", group_by="source")  # an alert per source
@@ -132,7 +133,7 @@ def test_erasing_under_concurrent_ingest_removes_only_that_lead(source, other_so
         try:
             while not stop.is_set() or len(answers) < 20:
                 for target, secret in ((other_source, other_token), (source, token)):
-                    answers.append(legacy_push(sender, target, secret, [activity(1, lead="2002")] * 1)["accepted"])
+                    answers.append(legacy_push(sender, target, secret, [activity(1, lead="2002")])["accepted"])
         except Exception as exc:  # legacy_push asserts a 200
             errors.append(exc)
         finally:
@@ -141,8 +142,6 @@ def test_erasing_under_concurrent_ingest_removes_only_that_lead(source, other_so
     thread = threading.Thread(target=keep_pushing)
     thread.start()
     try:
-        from streams import erasure
-
         record = erasure.erase_lead(source, "1001", erased_by="command", chunk=25)
     finally:
         stop.set()
