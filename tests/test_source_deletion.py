@@ -227,3 +227,10 @@ def test_a_real_worker_deletes_a_source_deleted_while_daphne_serves_another(tmp_
 
 
 _NAMES = "from streams.models import Source; print(list(Source.objects.values_list('name', flat=True)))"
+
+
+def test_the_read_api_no_longer_returns_a_deleted_sources_events(admin_client, client, source, api_token):
+    push_events(client, source, api_token, 2)
+    assert len(admin_client.get("/api/v1/events").json()["results"]) == 2
+    source.delete()
+    assert admin_client.get("/api/v1/events").json()["results"] == []
