@@ -14,7 +14,7 @@ from alerts import evaluate
 from alerts.models import Alert, AlertEvent, Rule
 from dashboard import rollups
 from dashboard.models import MinuteCount
-from streams import erasure
+from streams import deletion, erasure
 from streams.auth import issue_api_token
 from streams.models import Batch, ErasureRecord, Event
 from tests.ingest import activity, legacy_push
@@ -151,3 +151,12 @@ def test_erasing_under_concurrent_ingest_removes_only_that_lead(source, other_so
     assert record.events_removed == 300
     assert not Event.objects.filter(source=source, lead_id="1001").exists()
     assert Event.objects.filter(lead_id="2002").count() == len(answers)
+
+
+def test_the_record_outlives_its_source(stored, source):
+    call_command("erase_lead", source.name, "1001", stdout=io.StringIO())
+    source.delete()
+    while deletion.purge(source.id) != "done":
+        pass
+    record = ErasureRecord.objects.get()
+    assert (record.source, record.source_name, record.lead_id) == (None, "Acme", "1001")
