@@ -50,7 +50,9 @@ def schedule(queryset):
     now = timezone.now()
     marked = []
     with transaction.atomic():
-        for source in Source.objects.select_for_update().filter(pk__in=ids, deleting_since__isnull=True):
+        # NO KEY: the ingest transactions of the source (their foreign keys take KEY SHARE) never wait.
+        locked = Source.objects.select_for_update(no_key=True)
+        for source in locked.filter(pk__in=ids, deleting_since__isnull=True):
             source.deleting_since = now
             # save(), not update(): post_save drops the receivers' cached row and tells sockets to recheck.
             source.save(update_fields=["deleting_since"])
