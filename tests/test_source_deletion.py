@@ -3,6 +3,7 @@
 import json
 import threading
 
+import orjson
 import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
@@ -16,7 +17,6 @@ from streams import deletion, partitions, tasks
 from streams.access import visible_sources
 from streams.auth import issue_api_token
 from streams.models import Batch, Event, EventKey, ForeignMunchkin, Source, SourceToken
-from tests.conftest import payload
 from tests.ingest import activity, legacy_push
 from tests.processes import SOLO_WORKER, bare_env, celery, daphne, http, manage, wait_for
 
@@ -201,29 +201,46 @@ def test_deleting_a_source_under_concurrent_ingest_of_another_loses_none_of_the_
     assert not any(rows_of(source.id).values())
 
 
+def _push_body(source, n):
+    return orjson.dumps({"munchkinId": source["munchkin_id"], "activities": [activity(1) for _ in range(n)]})
+
+
+def _push(base, source, n):
+    headers = {"Authorization": f"Bearer {source['api_token']}", "Content-Type": "application/json"}
+    status, _, body = http("POST", base + source["endpoints"]["legacy_push"], _push_body(source, n), headers)
+    return status, (orjson.loads(body) if status == 200 else body)
+
+
 @pytest.mark.slow
-def test_a_real_worker_deletes_a_source_deleted_while_daphne_serves_another(tmp_path):
+def test_a_real_worker_deletes_a_source_while_daphne_stores_another_on_sqlite(tmp_path):
+    """SQLite's single writer shared by a real web process and a real worker: the other source loses nothing."""
     env = bare_env(tmp_path)
     manage(env, "migrate", "--noinput")
     doomed = json.loads(manage(env, "add_source", "Doomed", "--munchkin-id", "123-ABC-456", "--json"))
     kept = json.loads(manage(env, "add_source", "Kept", "--munchkin-id", "987-XYZ-654", "--json"))
+    answers, stop = [], threading.Event()
+
+    def keep_pushing(base):
+        while not stop.is_set() or len(answers) < 10:
+            answers.append(_push(base, kept, 20))
+
     with daphne(env) as base:
-        for source in (doomed, kept):
-            status, _, _ = http(
-                "POST", base + source["endpoints"]["legacy_push"], payload("lads_legacy_push_batch.json"),
-                {"Authorization": f"Bearer {source['api_token']}"},
-            )  # fmt: skip
-            assert status == 200
-        manage(env, "shell", "-c", "from streams.models import Source; Source.objects.get(name='Doomed').delete()")
-        with celery(env, *SOLO_WORKER):
-            wait_for(lambda: "Doomed" not in manage(env, "shell", "-c", _NAMES), timeout=90)
-        status, _, _ = http(
-            "POST", base + doomed["endpoints"]["legacy_push"], payload("lads_legacy_push_batch.json"),
-            {"Authorization": f"Bearer {doomed['api_token']}"},
-        )  # fmt: skip
-        assert status == 404
+        for _ in range(20):
+            assert _push(base, doomed, 200)[0] == 200
+        sender = threading.Thread(target=keep_pushing, args=(base,))
+        sender.start()
+        try:
+            manage(env, "shell", "-c", "from streams.models import Source; Source.objects.get(name='Doomed').delete()")
+            with celery(env, *SOLO_WORKER):
+                wait_for(lambda: "Doomed" not in manage(env, "shell", "-c", _NAMES), timeout=90)
+        finally:
+            stop.set()
+            sender.join(60)
+        assert _push(base, doomed, 1)[0] == 404
+    assert {status for status, _ in answers} == {200}, answers[:3]
+    assert {answer["accepted"] for _, answer in answers} == {20}
     counts = manage(env, "shell", "-c", "from streams.models import Event; print(Event.objects.count())")
-    assert int(counts.split()[-1]) == 3  # the kept source's events, all of them
+    assert int(counts.split()[-1]) == 20 * len(answers)  # the kept source's events, all of them
 
 
 _NAMES = "from streams.models import Source; print(list(Source.objects.values_list('name', flat=True)))"
