@@ -18,7 +18,7 @@ from streams.access import visible_sources
 from streams.auth import issue_api_token
 from streams.models import Batch, Event, EventKey, ForeignMunchkin, Source, SourceToken
 from tests.ingest import activity, legacy_push
-from tests.processes import SOLO_WORKER, bare_env, celery, daphne, http, manage, wait_for
+from tests.processes import SOLO_WORKER, bare_env, celery, daphne, http, manage, stop_embedded_redis, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -212,13 +212,14 @@ def _push(base, source, n):
 
 
 @pytest.mark.slow
-def test_a_real_worker_deletes_a_source_while_daphne_stores_another_on_sqlite(tmp_path):
+def test_a_real_worker_deletes_a_source_while_daphne_stores_another_on_sqlite(tmp_path, request):
     """SQLite's single writer shared by a real web process and a real worker: the other source loses nothing."""
     env = bare_env(tmp_path)
     manage(env, "migrate", "--noinput")
     doomed = json.loads(manage(env, "add_source", "Doomed", "--munchkin-id", "123-ABC-456", "--json"))
     kept = json.loads(manage(env, "add_source", "Kept", "--munchkin-id", "987-XYZ-654", "--json"))
     answers, stop = [], threading.Event()
+    request.addfinalizer(lambda: stop_embedded_redis(tmp_path))
 
     def keep_pushing(base):
         while not stop.is_set() or len(answers) < 10:
