@@ -187,6 +187,8 @@ CELERY_TASK_ROUTES = {
     "fluxo.clear_sessions": {"queue": "maintenance"},
     "fluxo.clear_tokens": {"queue": "maintenance"},
     "streams.archive_events": {"queue": "maintenance"},
+    "streams.purge_deleted_sources": {"queue": "maintenance"},
+    "streams.delete_source": {"queue": "maintenance"},
 }
 CELERY_BEAT_SCHEDULE = {
     "prune-old-events": {"task": "streams.prune_events", "schedule": 3600.0},
@@ -196,6 +198,8 @@ CELERY_BEAT_SCHEDULE = {
     "archive-events": {"task": "streams.archive_events", "schedule": 3600.0},
     # Replaced legacy-push credentials past their grace period: their Fluxo OAuth clients go.
     "retire-expired-grace": {"task": "streams.retire_expired_grace", "schedule": 3600.0},
+    # Deleted sources: their rows go in bounded steps; this pass resumes any a lost task left.
+    "purge-deleted-sources": {"task": "streams.purge_deleted_sources", "schedule": 60.0},
     # Adobe's validation URLs expire 5 minutes after they arrive.
     "open-validation-urls": {"task": "streams.open_validation_urls", "schedule": 20.0},
     # Per-minute rollups for the dashboards' history (web processes also roll up as batches arrive).
