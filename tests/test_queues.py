@@ -23,6 +23,12 @@ EXPECTED = {
     "streams.prune_events": "maintenance",
     "streams.open_validation_urls": "maintenance",
     "streams.retire_expired_grace": "maintenance",
+    "streams.maintain_partitions": "maintenance",
+    "streams.archive_events": "maintenance",
+    "streams.delete_source": "maintenance",
+    "streams.purge_deleted_sources": "maintenance",
+    "fluxo.clear_sessions": "maintenance",
+    "fluxo.clear_tokens": "maintenance",
 }
 
 
