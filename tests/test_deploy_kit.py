@@ -29,7 +29,7 @@ ENV_EXAMPLE = SYSTEMD / "fluxo.env.example"
 # metrics token, JSON logs, the embedded Redis beside PostgreSQL.
 COMING = {"FLUXO_TRUSTED_PROXIES", "FLUXO_METRICS_TOKEN", "FLUXO_LOG_FORMAT", "FLUXO_EMBEDDED_REDIS"}
 # For development and tests only: not in a production environment file.
-NOT_FOR_PRODUCTION = {"FLUXO_SIMULATE", "FLUXO_SLACK_API_URL"}
+NOT_FOR_PRODUCTION = {"FLUXO_SIMULATE", "FLUXO_SLACK_API_URL", "FLUXO_PORT"}
 
 needs_nginx = pytest.mark.skipif(nginx.NGINX is None, reason="nginx is not installed (apt-get install nginx)")
 
