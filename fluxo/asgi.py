@@ -19,6 +19,7 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E4
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
 from django.urls import set_script_prefix  # noqa: E402
 
+from fluxo import logs, metrics  # noqa: E402
 from fluxo.routing import websocket_urlpatterns  # noqa: E402
 
 # Threads that run the ingest requests of one process. Each holds a pooled database connection only
@@ -91,7 +92,8 @@ async def http_application(scope, receive, send):
 
 application = ProtocolTypeRouter(
     {
-        "http": http_application,
+        # The request id, the access line and the receivers' counters, for every HTTP request.
+        "http": logs.Observed(http_application, on_ingest=metrics.ingest_answered),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
@@ -113,4 +115,5 @@ def _freeze_what_start_up_made():
     gc.freeze()
 
 
+metrics.start_process(web=True)
 _freeze_what_start_up_made()

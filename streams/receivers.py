@@ -153,7 +153,7 @@ def _commit(rows, source, protocol, meta=None):
     duplicates = {}
     if stored.duplicates:
         duplicates[source.id] = stored.duplicates
-    announce.batch_committed(stored, received_at, duplicates)
+    announce.batch_committed(stored, received_at, duplicates, protocol)
     return JsonResponse({"accepted": stored.accepted, "duplicates": stored.duplicates})
 
 

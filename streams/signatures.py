@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.conf import settings
 
+from fluxo import metrics
+
 KEY_PATH_RE = re.compile(r"\A/prod/keys/pub-key-[A-Za-z0-9-]+\.pem\Z")
 SIGNATURE_HEADERS = (
     ("HTTP_X_ADOBE_DIGITAL_SIGNATURE_1", "HTTP_X_ADOBE_PUBLIC_KEY1_PATH"),
@@ -105,6 +107,17 @@ def _fetched(path):
 
 
 def _download(path):
+    """The key at ``path``, None when the key host has none; counted by outcome for /metrics."""
+    try:
+        key = _fetch_key(path)
+    except KeyUnavailable:
+        metrics.key_fetched("unavailable")
+        raise
+    metrics.key_fetched("fetched" if key is not None else "refused")
+    return key
+
+
+def _fetch_key(path):
     url = settings.ADOBE_IO_KEY_BASE_URL.rstrip("/") + path
     try:
         with _opener.open(url, timeout=FETCH_TIMEOUT) as response:

@@ -72,12 +72,12 @@ def _manage(env, *args):
 
 
 @contextlib.contextmanager
-def daphne(env):
-    """A real daphne serving fluxo.asgi on a free loopback port; yields its base URL."""
+def daphne(env, args=()):
+    """A real daphne serving fluxo.asgi on a free loopback port (``args`` go to daphne); yields its base URL."""
     port = free_port()
     log = open(Path(env["FLUXO_VAR_DIR"]) / f"daphne-{port}.log", "w")  # noqa: SIM115
     process = subprocess.Popen(
-        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "fluxo.asgi:application"],
+        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), *args, "fluxo.asgi:application"],
         cwd=ROOT,
         env=env,
         stdout=log,
