@@ -96,6 +96,25 @@ def daphne(env, args=()):
         log.close()
 
 
+@contextlib.contextmanager
+def serve(env, workers=2, args=()):
+    """``python -m fluxo.serve --workers N`` on a free loopback port; yields its base URL."""
+    port = free_port()
+    log = open(Path(env["FLUXO_VAR_DIR"]) / f"serve-{port}.log", "w")  # noqa: SIM115
+    command = [sys.executable, "-m", "fluxo.serve", "--workers", str(workers), "--bind", f"127.0.0.1:{port}"]
+    process = subprocess.Popen([*command, "--", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_until_listening(port, process, log.name)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
 def _wait_until_listening(port, process, log_name):
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
