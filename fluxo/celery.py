@@ -36,8 +36,10 @@ def _task_started(task=None, **kwargs):
 
 @signals.task_postrun.connect(dispatch_uid="fluxo.celery.postrun")
 def _task_finished(task=None, state=None, **kwargs):
-    from fluxo import health
+    from fluxo import health, logs
 
+    # The solo pool logs the next task's arrival in this same thread: it must not carry this id.
+    logs.REQUEST_ID.set(None)
     health.record_heartbeat("worker")
     if task is not None and task.name == "alerts.tick" and state == "SUCCESS":
         health.record_heartbeat("alerts_tick")

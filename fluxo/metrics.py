@@ -120,6 +120,18 @@ def start_process(web=False):
     post_save.connect(_attempt_saved, sender="alerts.DeliveryAttempt", dispatch_uid="fluxo.metrics.attempts")
     if web:
         atexit.register(process_exited, os.getpid())
+        _known_labels()
+
+
+def _known_labels():
+    """Series with a fixed set of labels exist from the start at 0, so a rate() sees their first increase."""
+    for reason in ("bad_signature", "missing_signature"):
+        SIGNATURE_FAILURES.labels(reason)
+    for outcome in ("fetched", "refused", "unavailable"):
+        KEY_FETCHES.labels(outcome)
+    for protocol in ("io", "legacy"):
+        INGEST_UNAVAILABLE.labels(protocol)
+        INGEST_LATENCY.labels(protocol)
 
 
 # --- The directory's life -------------------------------------------------------------------------------
