@@ -275,7 +275,7 @@ class FiguresCollector:
             "How long the oldest due delivery has waited.",
             f["deliveries"]["oldest_due_s"],
         )
-        yield _gauge("fluxo_retention_days", "FLUXO_RETENTION_DAYS.", f["retention"]["days"])
+        yield _gauge("fluxo_retention_seconds", "FLUXO_RETENTION_DAYS, in seconds.", f["retention"]["days"] * 86400)
         yield _gauge(
             "fluxo_retention_oldest_batch_age_seconds",
             "Age of the oldest batch row kept.",

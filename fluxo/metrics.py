@@ -132,6 +132,9 @@ def _known_labels():
     for protocol in ("io", "legacy"):
         INGEST_UNAVAILABLE.labels(protocol)
         INGEST_LATENCY.labels(protocol)
+    for kind in ("email", "slack", "webhook"):  # alerts.models.Destination.Kind
+        for outcome in ("sent", "retry", "failed", "permanent", "abandoned"):  # DeliveryAttempt.outcome
+            DELIVERY_ATTEMPTS.labels(kind, outcome)
 
 
 # --- The directory's life -------------------------------------------------------------------------------

@@ -19,6 +19,17 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
+# The metrics tests run Debian's prometheus (the server and promtool); install it when missing and we may.
+if ! command -v promtool >/dev/null 2>&1 || [ ! -x /usr/bin/prometheus ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing Debian's prometheus for the metrics tests"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+      || echo "!! could not install prometheus: the Prometheus scrape tests will be skipped"
+  else
+    echo "!! prometheus is missing and cannot be installed here: the Prometheus scrape tests will be skipped"
+  fi
+fi
+
 if [ -n "${DATABASE_URL:-}" ]; then
   exec "$PY" -m pytest "$@"
 fi
