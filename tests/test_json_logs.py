@@ -183,10 +183,12 @@ def test_a_task_queued_during_a_request_logs_with_that_request_id(tmp_path, db):
     env = bare_env(tmp_path, FLUXO_LOG_FORMAT="json", REDIS_URL=settings.FLUXO_REDIS_URL)
     manage(env, "migrate", "--noinput")
     request_id = f"req-{uuid.uuid4().hex}"
-    with celery(env, *SOLO_WORKER):
+    queue = f"test-{request_id}"  # its own queue: no other test's task is taken from a shared Redis
+    with celery(env, *SOLO_WORKER, "--queues", queue):
         token = logs.REQUEST_ID.set(request_id)
         try:
-            task_id = tasks.deliver.delay(987654321).id  # no such delivery: the task runs and does nothing
+            # No such delivery: the task runs and does nothing.
+            task_id = tasks.deliver.apply_async((987654321,), queue=queue).id
         finally:
             logs.REQUEST_ID.reset(token)
 
