@@ -82,6 +82,8 @@ def counter_values(raw, unavailable):
     return {
         "accepted": raw.get("accepted", 0),
         "duplicates": raw.get("duplicates", 0),
+        # Events carrying a Munchkin ID this source does not deliver for: kept here, flagged.
+        "foreign": raw.get("foreign", 0),
         "rejected": {reason: raw.get(f"rejected_{reason}", 0) for reason in announce.REJECTION_REASONS},
         "unavailable": unavailable,
     }

@@ -4,16 +4,12 @@ A type is (stream, type, activity_type_id): custom activities share one Adobe ty
 only by id. Custom activity names come from the events themselves (untrusted text, escaped where shown).
 """
 
-import threading
-import time
-
+from fluxo.ttlcache import MISSING, TTLCache
 from streams import activity_types
 from streams.models import Event
 
-_CUSTOM_TTL = 600.0
-_MAX_CACHED = 5000
-_custom = {}  # activity_type_id -> (name, expires at, monotonic)
-_custom_lock = threading.Lock()
+# activity_type_id -> the name, or "" when no stored event names that type (so it is not asked again)
+_custom = TTLCache(ttl=600.0, max_size=5000)
 _AUDIT_PREFIX = "com.adobe.platform.marketo.audit."
 _NOTIFICATION_PREFIX = "com.adobe.platform.marketo.notification."
 
@@ -56,15 +52,10 @@ def labels_for(triples):
 
 def custom_names(type_ids):
     """{id: the name the latest stored event of that activity type carries}, cached for a while."""
-    now = time.monotonic()
-    with _custom_lock:
-        found = {i: _custom[i][0] for i in type_ids if i in _custom and _custom[i][1] > now}
-    for type_id in set(type_ids) - found.keys():
+    found = {i: _custom.get(i, MISSING) for i in set(type_ids)}
+    for type_id in [i for i, name in found.items() if name is MISSING]:
         found[type_id] = _latest_name(type_id)
-        with _custom_lock:
-            if len(_custom) >= _MAX_CACHED:
-                _custom.clear()
-            _custom[type_id] = (found[type_id], now + _CUSTOM_TTL)
+        _custom.set(type_id, found[type_id])
     return {i: name for i, name in found.items() if name}
 
 
@@ -74,5 +65,4 @@ def _latest_name(type_id):
 
 
 def forget_custom_names():
-    with _custom_lock:
-        _custom.clear()
+    _custom.clear()

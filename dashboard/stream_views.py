@@ -14,7 +14,7 @@ from dashboard.groups import SOCKET_PATH
 from dashboard.ranges import window_document
 from dashboard.views import json_view, page_scope
 from fluxo.pages import with_page_policy
-from streams import announce, endpoints
+from streams import announce, endpoints, links
 
 PARAMETERS = {"source", "range", "since", "until", "tz"}
 VALIDATION_TTL = timedelta(minutes=5)  # Adobe's validation URLs expire 5 minutes after they are sent
@@ -91,6 +91,7 @@ def setup_page(request):
             "urls": {name: endpoints.absolute(path, request) for name, path in endpoints.paths(source).items()},
             "pending": source.validation_requests.filter(received_at__gte=since, opened_at=None)[:10],
             "rejections": announce.recent_rejections(source.id, 20),
+            "tenancy": links.tenancy(source),
         }
         for source in visible_sources(request.user)
     ]

@@ -20,6 +20,7 @@ from django.core.handlers.exception import convert_exception_to_response  # noqa
 from django.urls import set_script_prefix  # noqa: E402
 
 from fluxo import logs, metrics  # noqa: E402
+from fluxo.proxies import TrustedProxies  # noqa: E402
 from fluxo.routing import websocket_urlpatterns  # noqa: E402
 
 # Threads that run the ingest requests of one process. Each holds a pooled database connection only
@@ -90,12 +91,19 @@ async def http_application(scope, receive, send):
     await handler(scope, receive, send)
 
 
-application = ProtocolTypeRouter(
-    {
-        # The request id, the access line and the receivers' counters, for every HTTP request.
-        "http": logs.Observed(http_application, on_ingest=metrics.ingest_answered),
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-    }
+# Every connection, ingest and WebSocket included, sees the client as FLUXO_TRUSTED_PROXIES says. Around
+# it, for every HTTP request: the request id, the access line, the receivers' counters, and whether the
+# TCP peer is this host with no proxy in between (what /metrics judges by), before the client is rewritten.
+application = logs.Observed(
+    TrustedProxies(
+        ProtocolTypeRouter(
+            {
+                "http": http_application,
+                "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            }
+        )
+    ),
+    on_ingest=metrics.ingest_answered,
 )
 
 

@@ -1,8 +1,8 @@
 """What every page of Fluxo's own (the dashboards and the alerts pages) sends along: one policy, one place.
 
 Pages load nothing from off the machine, and no script but our files runs (an injected one would be
-refused even if escaping failed). Plotly sets inline styles, hence style-src 'unsafe-inline'. The
-admin keeps Django's own pages and is not covered.
+refused even if escaping failed). Plotly sets inline styles, hence style-src 'unsafe-inline'.
+fluxo.csp sends the same policy with every other response too (the admin, the login page, errors).
 """
 
 PAGE_POLICY = (

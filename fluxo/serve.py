@@ -1,13 +1,16 @@
 """Run N daphne processes on one listening address: ``python -m fluxo.serve --workers N --bind HOST:PORT``.
 
 One daphne process runs its Python on one core. To use every core without a proxy in front, this
-launcher binds the address itself and hands each daphne process a listening socket (``daphne --fd``).
+launcher binds the address itself and hands each daphne process a listening socket (``daphne --fd``,
+run as ``python -m fluxo.daphne_main``, which refuses bodies over ``FLUXO_MAX_BODY_BYTES`` unread).
 By default every process gets its own socket bound with SO_REUSEPORT, so the kernel spreads new
 connections evenly over the processes; a single shared socket (``--balance shared``) lets whichever
 process accepts first take a burst of connections, which with keep-alive senders can pin them all on
 one process. A worker that dies is restarted; SIGTERM or SIGINT stops them all.
 
-Arguments after ``--`` go to every daphne process unchanged (e.g. ``-- --proxy-headers``).
+Arguments after ``--`` go to every daphne process unchanged (e.g. ``-- --verbosity 2``), except
+``--proxy-headers``, which would believe anyone's ``X-Forwarded-For``: ``FLUXO_TRUSTED_PROXIES`` decides
+which proxy is believed (fluxo/proxies.py).
 """
 
 import argparse
@@ -33,6 +36,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    if "--proxy-headers" in args.daphne_args:
+        parser.error("--proxy-headers believes any client's X-Forwarded-For: set FLUXO_TRUSTED_PROXIES instead")
     host, _, port = args.bind.rpartition(":")
     if not host or not port.isdigit():
         parser.error(f"--bind must be HOST:PORT, not {args.bind!r}")
@@ -69,7 +74,9 @@ QUIET = ("-v", "0")
 
 
 def spawn(sock, args):
-    command = [sys.executable, "-m", "daphne", "--fd", str(sock.fileno()), *QUIET, *args.daphne_args, args.application]
+    # fluxo.daphne_main is daphne's command line with request bodies capped before they are read.
+    command = [sys.executable, "-m", "fluxo.daphne_main", "--fd", str(sock.fileno()), *QUIET, *args.daphne_args]
+    command.append(args.application)
     return subprocess.Popen(command, pass_fds=(sock.fileno(),))  # noqa: S603 (our own interpreter and arguments)
 
 

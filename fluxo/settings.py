@@ -5,12 +5,13 @@ Defaults run on a laptop with nothing set: a SQLite file and an embedded Redis u
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-from fluxo import env
+from fluxo import env, proxies
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env.check_for_typos()
@@ -48,6 +49,16 @@ DEBUG = env.get_bool("DEBUG", False)
 ALLOWED_HOSTS = env.get_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 
 # --- Public URL, proxy and HTTPS ---------------------------------------------------------------
+# The proxies whose X-Forwarded-For/-Proto/-Host are believed (addresses or CIDRs; none by default).
+# fluxo.proxies applies them to the ASGI scope, and drops them from anyone else; Django is never told
+# to read them itself (no SECURE_PROXY_SSL_HEADER, no USE_X_FORWARDED_HOST).
+FLUXO_TRUSTED_PROXIES = [
+    str(network)
+    for network in proxies.parse_networks(
+        env.get_list("FLUXO_TRUSTED_PROXIES", []) if env.get_str("FLUXO_TRUSTED_PROXIES") else []
+    )
+]
+# Only names the public URL (endpoint URLs shown to admins, links in alerts): it trusts no header.
 FLUXO_PUBLIC_URL = env.get_http_url("FLUXO_PUBLIC_URL")
 CSRF_TRUSTED_ORIGINS = []
 if FLUXO_PUBLIC_URL:
@@ -55,9 +66,6 @@ if FLUXO_PUBLIC_URL:
     if _public.hostname not in ALLOWED_HOSTS and "*" not in ALLOWED_HOSTS:
         ALLOWED_HOSTS.append(_public.hostname)
     CSRF_TRUSTED_ORIGINS.append(f"{_public.scheme}://{_public.netloc}")
-    # Behind the TLS proxy that FLUXO_PUBLIC_URL names, its forwarding headers are trusted.
-    USE_X_FORWARDED_HOST = True
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     if _public.scheme == "https":
         SECURE_SSL_REDIRECT = True
         SESSION_COOKIE_SECURE = True
@@ -80,6 +88,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "oauth2_provider",
+    "axes",
     "streams",
     "dashboard",
     "alerts",
@@ -87,6 +96,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "fluxo.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -94,6 +104,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a login refused by the throttle into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "fluxo.urls"
@@ -159,6 +171,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = env.get_str("FLUXO_LOG_FORMAT", "plain").lowe
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "prune-old-events": {"task": "streams.prune_events", "schedule": 3600.0},
+    # PostgreSQL: partitions created ahead, rows that found none given one (streams.partitions).
+    "maintain-partitions": {"task": "streams.maintain_partitions", "schedule": 600.0},
     # Replaced legacy-push credentials past their grace period: their Fluxo OAuth clients go.
     "retire-expired-grace": {"task": "streams.retire_expired_grace", "schedule": 3600.0},
     # Adobe's validation URLs expire 5 minutes after they arrive.
@@ -169,26 +183,66 @@ CELERY_BEAT_SCHEDULE = {
     # Alerts: catch-up, sliding windows, absence deadlines, reminders, due deliveries, the sweeper.
     "alerts-tick": {"task": "alerts.tick", "schedule": 5.0},
     "prune-alert-history": {"task": "alerts.prune", "schedule": 3600.0},
+    # Expired login sessions and OAuth tokens (fluxo/tasks.py).
+    "clear-sessions": {"task": "fluxo.clear_sessions", "schedule": 3600.0},
+    "clear-oauth-tokens": {"task": "fluxo.clear_tokens", "schedule": 3600.0},
 }
+# fluxo/ is no app, so autodiscovery does not find its tasks.
+CELERY_IMPORTS = ["fluxo.tasks"]
 
 # --- Ingest ----------------------------------------------------------------------------------------
 # Adobe batches are at most 2 MB; a 500-activity legacy batch is about 0.5 to 1 MB.
 FLUXO_MAX_BODY_BYTES = env.get_int("FLUXO_MAX_BODY_BYTES", 10 * 1024 * 1024, minimum=64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = FLUXO_MAX_BODY_BYTES
 FLUXO_RETENTION_DAYS = env.get_int("FLUXO_RETENTION_DAYS", 30, minimum=1)
+# PostgreSQL: one partition of the event tables per interval of received time (streams.partitions).
+FLUXO_PARTITION_INTERVAL = env.get_str("FLUXO_PARTITION_INTERVAL", "day")
+if FLUXO_PARTITION_INTERVAL not in ("hour", "day", "week"):
+    raise ImproperlyConfigured(f"FLUXO_PARTITION_INTERVAL must be hour, day or week, not {FLUXO_PARTITION_INTERVAL!r}")
 ADOBE_IO_KEY_BASE_URL = env.get_http_url("ADOBE_IO_KEY_BASE_URL", "https://static.adobeioevents.com")
 # URLs that admins type (JWKS, introspection) may not point at private addresses unless this is on.
 FLUXO_ALLOW_PRIVATE_URLS = env.get_bool("FLUXO_ALLOW_PRIVATE_URLS", False)
 
-# --- Auth, OAuth provider --------------------------------------------------------------------------
+# --- Auth, login throttle, OAuth provider --------------------------------------------------------------
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
+# The throttle (fluxo/login_throttle.py) checks before a password is: first among the backends.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+FLUXO_LOGIN_FAILURE_LIMIT = env.get_int("FLUXO_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+FLUXO_LOGIN_ADDRESS_FAILURE_LIMIT = env.get_int("FLUXO_LOGIN_ADDRESS_FAILURE_LIMIT", 30, minimum=1)
+FLUXO_LOGIN_LOCKOUT_MINUTES = env.get_int("FLUXO_LOGIN_LOCKOUT_MINUTES", 15, minimum=1)
+AXES_HANDLER = "fluxo.login_throttle.LoginThrottle"
+AXES_FAILURE_LIMIT = FLUXO_LOGIN_FAILURE_LIMIT
+# One name from one address; and one address over all names (its own limit, in LoginThrottle).
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_COOLOFF_TIME = timedelta(minutes=FLUXO_LOGIN_LOCKOUT_MINUTES)
+AXES_RESET_ON_SUCCESS = True  # that name from that address only (LoginThrottle.reset_user_attempts)
+AXES_CLIENT_IP_CALLABLE = "fluxo.proxies.client_address"
+AXES_LOCKOUT_CALLABLE = "fluxo.login_throttle.locked_out"
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
 OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"  # noqa: S105 (a model name)
 OAUTH2_PROVIDER = {
     "ACCESS_TOKEN_EXPIRE_SECONDS": 3600,
     "SCOPES": {"stream:push": "Push Marketo activities to Fluxo"},
     "DEFAULT_SCOPES": ["stream:push"],
+    # Marketo's push uses the client-credentials grant and nothing else: the token endpoint knows no
+    # other grant (no authorization code, implicit, password or refresh), whatever an application
+    # row in the admin says.
+    "OAUTH2_SERVER_CLASS": "oauthlib.oauth2.BackendApplicationServer",
+    # RFC 9700 behaviour (the toolkit's 4.0 defaults). The grants and redirects below are unused
+    # here; turning them to the compliant side keeps `check --deploy` meaningful.
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    # Tokens are stored as their SHA-256 checksum only (streams.oauth looks them up that way).
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https"],
 }
 
 # --- E-mail (alerts) ---------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from streams import announce, auth, endpoints, oauth
+from streams import announce, auth, endpoints, links, oauth
 from streams.auth import issue_api_token
-from streams.models import ApiToken, Event, Source, SourceToken, ValidationRequest
+from streams.models import ApiToken, Event, ForeignMunchkin, Source, SourceToken, ValidationRequest
 
 # Adobe disables a registration whose validationUrl is not opened within 5 minutes.
 VALIDATION_TTL = timedelta(minutes=5)
@@ -72,7 +72,7 @@ class SourceAdmin(admin.ModelAdmin):
     form = SourceForm
     list_display = ("name", "munchkin_id", "legacy_auth", "previous_auth_until", "adobe_client_id", "setup_link")
     search_fields = ("name", "munchkin_id")
-    filter_horizontal = ("viewer_groups",)
+    filter_horizontal = ("viewer_groups", "delivers_for")
     readonly_fields = ("previous_credentials",)
     inlines = [SourceTokenInline]
     actions = ["issue_token", "make_fluxo_oauth_provider", "end_auth_grace"]
@@ -132,6 +132,7 @@ class SourceAdmin(admin.ModelAdmin):
             "rejections": announce.recent_rejections(source.id, 20),
             "counters": announce.counters(source.id),
             "grace": auth.grace_summary(source),
+            "tenancy": links.tenancy(source),
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/streams/source/setup.html", context)
@@ -158,6 +159,16 @@ class EventAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ForeignMunchkin)
+class ForeignMunchkinAdmin(admin.ModelAdmin):
+    list_display = ("munchkin_id", "source", "first_seen_at", "last_seen_at")
+    list_filter = ("source",)
+    readonly_fields = ("source", "munchkin_id", "first_seen_at", "last_seen_at")
+
+    def has_add_permission(self, request):
         return False
 
 

@@ -71,9 +71,10 @@ def _run(what, build):
         log.warning("could not %s over Redis (%s); carrying on without it", what, exc.__class__.__name__)
 
 
-def batch_committed(stored, received_at, duplicates_by_source, protocol="unknown"):
-    """Announce a committed batch and count what each source accepted and saw twice (in Redis for the
-    dashboards, in this process for /metrics)."""
+def batch_committed(stored, received_at, duplicates_by_source, foreign_by_source=None, protocol="unknown"):
+    """Announce a committed batch; count what each source accepted, saw twice, and got for a
+    Munchkin ID it does not deliver for (stored with it, flagged munchkin_foreign); in Redis for the
+    dashboards, and in this process for /metrics."""
     metrics.events_committed(stored.counts, duplicates_by_source, protocol)
     message = None
     if stored.batch_id is not None:
@@ -94,6 +95,8 @@ def batch_committed(stored, received_at, duplicates_by_source, protocol="unknown
         for source_id, n in duplicates_by_source.items():
             if n:
                 pipe.hincrby(counters_key(source_id), "duplicates", n)
+        for source_id, n in (foreign_by_source or {}).items():
+            pipe.hincrby(counters_key(source_id), "foreign", n)
 
     _run("announce a batch", build)
 

@@ -118,6 +118,17 @@ class Source(models.Model):
         settings.OAUTH2_PROVIDER_APPLICATION_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     viewer_groups = models.ManyToManyField(Group, blank=True, related_name="fluxo_sources")
+    # The tenant boundary: an event carrying another source's Munchkin ID is filed under that source
+    # only when an admin said this one delivers for it (one Adobe I/O registration for several
+    # instances of one company); otherwise it stays here, flagged munchkin_foreign.
+    delivers_for = models.ManyToManyField(
+        "self",
+        symmetrical=False,
+        blank=True,
+        related_name="delivered_by",
+        help_text="Sources whose events this source's credentials may deliver (their Munchkin IDs are filed "
+        "under them). Without a link, an event carrying another Munchkin ID stays with this source, flagged.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     auth_grace_hours = models.PositiveIntegerField(
         default=DEFAULT_AUTH_GRACE_HOURS,
@@ -131,6 +142,8 @@ class Source(models.Model):
     previous_auth = models.JSONField(default=list, blank=True, editable=False)
     # The latest "until" of previous_auth, or null: the receivers' cheap test for "any grace running".
     previous_auth_until = models.DateTimeField(null=True, blank=True, editable=False)
+
+    _filing = None
 
     class Meta:
         ordering = ["name"]
@@ -148,6 +161,19 @@ class Source(models.Model):
                 kwargs["update_fields"] = {*update_fields, "previous_auth", "previous_auth_until"}
             super().save(*args, **kwargs)
             retire_fluxo_clients(retired, self.oauth_application_id)
+
+    def filing_map(self):
+        """{Munchkin ID: source id} for the sources this one may file events under: itself and those it
+        delivers for. Kept on the instance (the receivers reuse an instance for a few seconds)."""
+        if self._filing is None:
+            self._filing = {self.munchkin_id: self.id}
+            for munchkin_id, source_id in self.delivers_for.values_list("munchkin_id", "id"):
+                self._filing[munchkin_id] = source_id
+        return self._filing
+
+    def refresh_from_db(self, *args, **kwargs):
+        self._filing = None
+        super().refresh_from_db(*args, **kwargs)
 
     def credentials(self):
         """What the legacy push accepts now: the kind of auth and the settings it checks (secrets too).
@@ -236,7 +262,8 @@ class Batch(models.Model):
 
     received_at = models.DateTimeField(db_index=True)
     protocol = models.CharField(max_length=8)  # "io" or "legacy"
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    # DO_NOTHING: a source's rows go in bounded background steps, never through Django's collector.
+    source = models.ForeignKey(Source, on_delete=models.DO_NOTHING, related_name="+")
     accepted = models.PositiveIntegerField()
     duplicates = models.PositiveIntegerField()
     counts = models.JSONField(default=list)
@@ -253,13 +280,18 @@ class Event(models.Model):
     """One event of any stream: the raw payload, losslessly, plus normalised, indexed columns."""
 
     # No index of its own: (source, stream, received_at) below serves every lookup by source.
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="events", db_index=False)
-    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="events")
+    # DO_NOTHING: a source's events go in bounded background steps, never through Django's collector.
+    source = models.ForeignKey(Source, on_delete=models.DO_NOTHING, related_name="events", db_index=False)
+    # No database constraint: on PostgreSQL both tables are partitioned, and a foreign key can only
+    # point at a partitioned table's full primary key (id, received_at). Retention drops a batch's
+    # partition together with its events' (the same received_at, the same range).
+    batch = models.ForeignKey(Batch, on_delete=models.DO_NOTHING, db_constraint=False, related_name="events")
     munchkin_id = models.CharField(max_length=64, blank=True)
     stream = models.CharField(max_length=12, choices=Stream.choices)
     type = models.CharField(max_length=255)
-    # De-duplication keys, both global: the delivery's eventid, and for lead activities
-    # "munchkinId|marketoGUID" (the I/O CloudEvent id is the former marketoGUID).
+    # De-duplication keys, each unique within the source an event is filed under (so one tenant can
+    # never shadow another's events by sending their ids first): the delivery's eventid, and for lead
+    # activities "munchkinId|marketoGUID" (the I/O CloudEvent id is the former marketoGUID).
     # NULL (not "") where an event has no such key: unique constraints ignore NULLs. Unique through
     # Meta.constraints, not unique=True, which on PostgreSQL adds a second (LIKE) index to every key.
     event_uid = models.CharField(max_length=255, null=True)  # noqa: DJ001
@@ -288,6 +320,9 @@ class Event(models.Model):
     raw = models.TextField(help_text="The event exactly as delivered, as JSON.")
 
     class Meta:
+        # On PostgreSQL the table is partitioned on received_at (streams.partitions) and the two
+        # unique constraints below do not exist there: de-duplication is EventKey's. SQLite keeps a
+        # plain table with them.
         indexes = [
             models.Index(fields=["received_at", "id"]),
             models.Index(fields=["source", "stream", "received_at"]),
@@ -296,12 +331,56 @@ class Event(models.Model):
             models.Index(fields=["type"]),
         ]
         constraints = [
-            models.UniqueConstraint(fields=["event_uid"], name="streams_event_uid_unique"),
-            models.UniqueConstraint(fields=["activity_key"], name="streams_event_activity_key_unique"),
+            models.UniqueConstraint(fields=["source", "event_uid"], name="streams_event_source_uid_unique"),
+            models.UniqueConstraint(fields=["source", "activity_key"], name="streams_event_source_activity_key_unique"),
         ]
 
     def __str__(self):
         return f"{self.stream} {self.type} #{self.pk}"
+
+
+class EventKey(models.Model):
+    """A de-duplication key of a stored event, on PostgreSQL: the MD5 of ``e<eventid>`` or
+    ``a<activity key>``, unique within the source the event is filed under and the UTC day it occurred.
+
+    Partitioned on ``day`` (streams.partitions): every redelivery of an event carries the same
+    occurred time, so it meets its key in one partition, and the partition being written stays small
+    however many events are stored. Kept for streams.partitions.dedup_horizon(). Unused on SQLite,
+    which de-duplicates on the events table's own unique constraints.
+    """
+
+    pk = models.CompositePrimaryKey("source_id", "hash", "day")
+    source = models.ForeignKey(Source, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    hash = models.UUIDField()
+    day = models.DateField()
+    seen_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"key {self.hash} of source {self.source_id} ({self.day})"
+
+
+class ForeignMunchkin(models.Model):
+    """A Munchkin ID that a source's credentials delivered events for without a link to its source.
+
+    The events themselves stay with the receiving source, flagged munchkin_foreign; this short list
+    (at most MAX_PER_SOURCE per source) tells an admin which ones to link on the Setup page.
+    """
+
+    MAX_PER_SOURCE = 50
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="foreign_munchkins")
+    munchkin_id = models.CharField(max_length=64)
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "munchkin_id"], name="streams_foreign_munchkin_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.munchkin_id} via {self.source}"
 
 
 class ValidationRequest(models.Model):
@@ -315,9 +394,18 @@ class ValidationRequest(models.Model):
 
     class Meta:
         ordering = ["-received_at"]
+        # Serves the per-source bound: the newest rows of one source, and deleting those below them.
+        indexes = [models.Index(fields=["source", "id"], name="streams_validation_source_id")]
 
     def __str__(self):
         return f"validation for {self.source} at {self.received_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def from_adobe(self):
+        """True when the URL is Adobe's validation address: only then do pages show it as a link."""
+        from streams.validation import is_adobe_validation_url  # streams.validation imports this module
+
+        return is_adobe_validation_url(self.url)
 
 
 class ApiToken(models.Model):

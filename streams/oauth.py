@@ -26,6 +26,7 @@ from oauth2_provider.generators import generate_client_secret
 from oauth2_provider.models import get_access_token_model, get_application_model
 
 from fluxo import urlguard
+from fluxo.ttlcache import TTLCache
 from streams.auth import AuthUnavailable
 from streams.models import Source
 
@@ -281,8 +282,8 @@ def _is_number(value):
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-_active_until = {}  # sha256(source, URL, client id, token) -> time.monotonic() deadline
-_active_lock = threading.Lock()
+# sha256(source, URL, client id, token) -> True; a flood of valid tokens pushes out the oldest.
+_active = TTLCache(INTROSPECTION_CACHE_SECONDS, max_size=MAX_CACHED_INTROSPECTIONS)
 
 
 def _introspection_key(source, token):
@@ -291,9 +292,7 @@ def _introspection_key(source, token):
 
 
 def _recently_active(key):
-    with _active_lock:
-        deadline = _active_until.get(key)
-    return deadline is not None and deadline > time.monotonic()
+    return _active.get(key, False)
 
 
 def _remember_active(key, exp):
@@ -301,16 +300,7 @@ def _remember_active(key, exp):
     seconds = INTROSPECTION_CACHE_SECONDS
     if _is_number(exp):
         seconds = min(seconds, exp - time.time())
-    if seconds <= 0:
-        return
-    now = time.monotonic()
-    with _active_lock:
-        if len(_active_until) >= MAX_CACHED_INTROSPECTIONS:
-            for stale in [k for k, deadline in _active_until.items() if deadline <= now]:
-                del _active_until[stale]
-        if len(_active_until) >= MAX_CACHED_INTROSPECTIONS:
-            _active_until.clear()  # a flood of valid tokens: start over rather than grow
-        _active_until[key] = now + seconds
+    _active.set(key, True, ttl=seconds)  # zero or less: not kept
 
 
 # --- Fluxo as the identity provider ---------------------------------------------------------------
@@ -402,8 +392,7 @@ def clear_caches():
     """Forget fetched keys and cached introspection answers (tests; a provider's keys revoked)."""
     with _key_sets_lock:
         _key_sets.clear()
-    with _active_lock:
-        _active_until.clear()
+    _active.clear()
 
 
 _CHECKERS = {

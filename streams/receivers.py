@@ -9,21 +9,21 @@ optional fields) is stored and answered 200, because Adobe drops an event answer
 
 import logging
 import re
-import threading
-import time
+import time  # noqa: F401 (tests stand in for time.monotonic, the source cache's clock, through it)
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 from django.http import HttpResponseNotAllowed, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from streams import announce, signatures, wire
+from fluxo.ttlcache import TTLCache
+from streams import announce, signatures, validation, wire
 from streams.auth import AuthUnavailable, authenticate_push
-from streams.models import Source, ValidationRequest
-from streams.store import store
+from streams.models import Source
+from streams.store import FOREIGN_FLAG, store
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,8 @@ RETRY_AFTER_SECONDS = "30"
 # not cached: a revoked one is refused at once.
 SOURCE_CACHE_SECONDS = 5.0
 
-_sources = {}  # ingest key -> (monotonic expiry, Source)
-_sources_lock = threading.Lock()
+# Many sources, or keys of deleted ones: the ones looked up longest ago make room.
+_sources = TTLCache(SOURCE_CACHE_SECONDS, max_size=10_000)  # ingest key -> Source
 
 
 class Refusal(Exception):
@@ -80,33 +80,33 @@ def _guarded(handler, request, ingest_key):
 
 def _source(ingest_key):
     """The source of a receiver URL, from this process's cache for SOURCE_CACHE_SECONDS; else 404."""
-    now = time.monotonic()
-    cached = _sources.get(ingest_key)
-    if cached is not None and cached[0] > now:
-        return cached[1]
+    source = _sources.get(ingest_key)
+    if source is not None:
+        return source
     source = Source.objects.filter(ingest_key=ingest_key).first()
     if source is None:
         raise Refusal(404, "unknown_source", "no source has this URL")  # unknown keys are not cached
-    with _sources_lock:
-        if len(_sources) > 10_000:  # many sources, or keys of deleted ones: start afresh
-            _sources.clear()
-        _sources[ingest_key] = (now + SOURCE_CACHE_SECONDS, source)
+    _sources.set(ingest_key, source)
     return source
 
 
 def forget_source(ingest_key=None):
     """Drop one cached source (or all): the next request reads it from the database."""
-    with _sources_lock:
-        if ingest_key is None:
-            _sources.clear()
-        else:
-            _sources.pop(ingest_key, None)
+    if ingest_key is None:
+        _sources.clear()
+    else:
+        _sources.pop(ingest_key)
 
 
 @receiver(post_save, sender=Source, dispatch_uid="streams.receivers.source_saved")
 @receiver(post_delete, sender=Source, dispatch_uid="streams.receivers.source_deleted")
 def _source_changed(sender, instance, **kwargs):
     forget_source(instance.ingest_key)
+
+
+@receiver(m2m_changed, sender=Source.delivers_for.through, dispatch_uid="streams.receivers.links_changed")
+def _links_changed(sender, **kwargs):
+    forget_source()  # either end of a link may be cached
 
 
 def _refuse(source, status, error, detail, reason):
@@ -147,13 +147,14 @@ def _normalised(source, normalise, items, *args):
 
 def _commit(rows, source, protocol, meta=None):
     received_at = timezone.now()
-    # The usual batch carries only the receiving source's own Munchkin ID: no lookup for it.
-    stored = store(rows, source, protocol, received_at, meta, known_sources={source.munchkin_id: source.id})
+    stored = store(rows, source, protocol, received_at, meta)
     # store() has returned, so the transaction is committed: only now announce and acknowledge.
     duplicates = {}
     if stored.duplicates:
         duplicates[source.id] = stored.duplicates
-    announce.batch_committed(stored, received_at, duplicates, protocol)
+    foreign = sum(1 for row in rows if FOREIGN_FLAG in row["flags"])
+    foreign_by_source = {source.id: foreign} if foreign else {}
+    announce.batch_committed(stored, received_at, duplicates, foreign_by_source, protocol=protocol)
     return JsonResponse({"accepted": stored.accepted, "duplicates": stored.duplicates})
 
 
@@ -183,15 +184,15 @@ def _receive_io(request, ingest_key):
     body = _body(request, source)
     if not signatures.has_signature(request.META):
         return _unsigned_io(source, body)
-    if not signatures.verify(body, request.META, source.pinned_public_keys):
+    if not signatures.verify(body, request.META, source.pinned_public_keys, source.id):
         _refuse(source, 401, "bad_signature", "no Adobe I/O signature verifies", "signature")
     payload = _parse(source, body)
     if wire.is_validation_post(payload):
         return _validation_post(source, payload)
     elements = _io_elements(source, payload)
-    _check_recipients(source, elements)
+    silent = _check_recipients(source, elements)
     rows = _normalised(source, wire.normalise_io, elements)
-    _flag_missing_recipients(source, elements, rows)
+    _flag_missing_recipients(rows, silent)
     return _commit(rows, source, "io")
 
 
@@ -214,26 +215,29 @@ def _io_elements(source, payload):
 
 
 def _check_recipients(source, elements):
-    """Every element must be for this source's Adobe client id (when it has one): one mismatch refuses all."""
+    """Every client id an element states must be this source's (when it has one): one mismatch, or an
+    empty or non-string value, refuses the whole batch (401). Returns the elements that state none."""
     if not source.adobe_client_id:
-        return
-    for element in elements:
-        recipient = wire.recipient_of(element)
-        if recipient is not None and recipient != source.adobe_client_id:
+        return []
+    silent = []
+    for index, element in enumerate(elements):
+        stated = wire.recipients_of(element)
+        if not stated:
+            silent.append(index)
+        elif any(not isinstance(value, str) or value != source.adobe_client_id for value in stated):
             _refuse(source, 401, "wrong_recipient", "an event is addressed to another client id", "auth")
+    return silent
 
 
-def _flag_missing_recipients(source, elements, rows):
-    if not source.adobe_client_id:
-        return
-    for element, row in zip(elements, rows, strict=True):
-        if wire.recipient_of(element) is None:
-            row["flags"] = sorted({*row["flags"], "no_recipient_client_id"})
+def _flag_missing_recipients(rows, silent):
+    """Stored all the same (Adobe drops what a 4xx answers), but flagged."""
+    for index in silent:
+        rows[index]["flags"] = sorted({*rows[index]["flags"], "no_recipient_client_id"})
 
 
 def _validation_post(source, payload):
     url = wire.text(payload["validationUrl"])[:2000]
-    ValidationRequest.objects.create(source=source, url=url)
+    validation.keep(source, url)
     # The row is the outbox: the beat's open_validation_urls task opens it (no network call here).
     log.info("Adobe validation request kept for source %s", source.id)
     return JsonResponse({"validation": "received"})

@@ -2,11 +2,19 @@
 
 On PostgreSQL that is one statement, so one round trip per request (see ``_STORE_SQL``).
 
-De-duplication is the database's: both natural keys (``event_uid``, ``activity_key``) are unique,
-and the insert skips any row that would break either (``ON CONFLICT DO NOTHING``), within a request
-and across requests, protocols and concurrent transactions alike.
+De-duplication is the database's: both natural keys (``event_uid``, ``activity_key``) are unique
+within the source an event is filed under, within a request and across requests, protocols and
+concurrent transactions alike. On PostgreSQL through the key table streams_eventkey (the events
+table is partitioned on received time, which a unique index there would have to contain), on SQLite
+through the events table's own unique constraints; either way ``ON CONFLICT DO NOTHING`` skips what
+is already there.
+
+The tenant boundary is drawn here too: an event is filed under the source whose Munchkin ID it
+carries only when the receiving source delivers for it (``Source.delivers_for``); any other Munchkin
+ID stays with the receiving source, flagged ``munchkin_foreign``, and is listed for its admin.
 """
 
+import contextlib
 from collections import Counter
 from dataclasses import dataclass
 
@@ -14,7 +22,8 @@ import orjson
 import psycopg
 from django.db import connection, transaction
 
-from streams.models import Batch, Source
+from streams import partitions
+from streams.models import Batch, ForeignMunchkin
 
 COLUMNS = (
     "source_id",
@@ -56,37 +65,65 @@ class Stored:
     counts: list  # [source_id, stream, type, activity_type_id, n] for what was newly stored
 
 
-def store(rows, receiving, protocol, received_at, meta=None, known_sources=None):
+FOREIGN_FLAG = "munchkin_foreign"
+
+
+def store(rows, receiving, protocol, received_at, meta=None):
     """Commit ``rows`` (from streams.wire) under their sources, exactly once; return what was new.
 
-    ``known_sources`` maps Munchkin IDs to source ids when the caller already knows them.
+    ``receiving`` is the source whose credentials delivered the rows.
     Raises django.db.DatabaseError when the database is unavailable: nothing is then committed.
     """
-    resolve_sources(rows, receiving, known_sources)
+    foreign = resolve_sources(rows, receiving)
     # A stable order on the keys keeps two concurrent requests from taking row locks crosswise.
     rows.sort(key=lambda row: (row["event_uid"] or "", row["activity_key"] or ""))
     if not rows:
         return Stored(None, 0, 0, [])
-    if connection.vendor == "postgresql":
-        batch_id, counts = _store_postgres(rows, receiving, protocol, received_at, meta or {})
-    else:
-        batch_id, counts = _store_orm(rows, receiving, protocol, received_at, meta or {})
+    # The usual batch has no foreign Munchkin ID: one statement, atomic by itself. Otherwise the
+    # list an admin links them from is written in the same transaction as the events.
+    with transaction.atomic() if foreign else contextlib.nullcontext():
+        if connection.vendor == "postgresql":
+            batch_id, counts = _store_postgres(rows, receiving, protocol, received_at, meta or {})
+        else:
+            batch_id, counts = _store_orm(rows, receiving, protocol, received_at, meta or {})
+        if foreign:
+            note_foreign_munchkins(receiving, foreign, received_at)
     accepted = sum(row[-1] for row in counts)
     return Stored(batch_id, accepted, len(rows) - accepted, counts)
 
 
-def resolve_sources(rows, receiving, known_sources=None):
-    """File each event under the source whose Munchkin ID it carries, else the receiving one (flagged)."""
-    munchkins = {row["munchkin_id"].upper() for row in rows if row["munchkin_id"]}
-    if known_sources is not None and munchkins <= known_sources.keys():
-        known = known_sources  # the usual batch: only the receiving source's own Munchkin ID
-    else:
-        known = dict(Source.objects.filter(munchkin_id__in=munchkins).values_list("munchkin_id", "id"))
+def resolve_sources(rows, receiving):
+    """File each event under the receiving source or one it delivers for, by the Munchkin ID it carries.
+
+    Returns the other Munchkin IDs seen: their events stay with the receiving source, flagged.
+    No query: the receiving source knows its links (``Source.filing_map``).
+    """
+    filing = receiving.filing_map()
+    foreign = set()
     for row in rows:
         munchkin = row["munchkin_id"].upper()
-        row["source_id"] = known.get(munchkin, receiving.id)
-        if munchkin and munchkin not in known:
-            row["flags"] = sorted({*row["flags"], "munchkin_unknown"})
+        source_id = filing.get(munchkin) if munchkin else receiving.id
+        if source_id is None:
+            foreign.add(munchkin)
+            row["flags"] = sorted({*row["flags"], FOREIGN_FLAG})
+            source_id = receiving.id
+        row["source_id"] = source_id
+    return foreign
+
+
+def note_foreign_munchkins(receiving, munchkins, seen_at):
+    """Record the foreign Munchkin IDs a source delivered, at most ForeignMunchkin.MAX_PER_SOURCE of them.
+
+    A sender that makes up IDs by the thousand costs one bounded list, never a growing table.
+    """
+    known = set(ForeignMunchkin.objects.filter(source=receiving).values_list("munchkin_id", flat=True))
+    room = max(0, ForeignMunchkin.MAX_PER_SOURCE - len(known))
+    fresh = sorted(munchkins - known)[:room]
+    ForeignMunchkin.objects.filter(source=receiving, munchkin_id__in=munchkins & known).update(last_seen_at=seen_at)
+    ForeignMunchkin.objects.bulk_create(
+        [ForeignMunchkin(source=receiving, munchkin_id=m, first_seen_at=seen_at, last_seen_at=seen_at) for m in fresh],
+        ignore_conflicts=True,  # a concurrent request noted it first
+    )
 
 
 def _count_order(row):
@@ -101,15 +138,34 @@ _ARRAYS = ", ".join(f"%b::{_PG_TYPES.get(name, 'text')}[]" for name in COLUMNS)
 _SELECTED = ", ".join(f"u.{name}::jsonb" if name == "flags" else f"u.{name}" for name in COLUMNS)
 _GROUP = "source_id, stream, type, activity_type_id"
 _ORDER = 'source_id, stream COLLATE "C", type COLLATE "C", activity_type_id NULLS FIRST'
-# The events, then the batch row with what they counted, in one statement: one round trip, atomic
-# by itself (autocommit) or within the caller's transaction. The batch id is drawn first, so the
-# events can name it before its row exists (their foreign key to it is checked at commit).
-# A request whose every event was already stored draws an id but writes no batch row: nothing to hand off.
+# The keys, the events, then the batch row with what they counted, in one statement: one round trip,
+# atomic by itself (autocommit) or within the caller's transaction.
+# - Every key of a row (e<eventid>, a<activity key>) is claimed in streams_eventkey, in a stable order
+#   (so two concurrent requests never take row locks crosswise); a key another transaction holds
+#   uncommitted makes this one wait for its outcome, as a unique index does. A row is new when each
+#   of its keys was claimed here (a row with no key at all is always new).
+# - The key partition is the day the event occurred: redeliveries carry the same time, so they meet
+#   their key there, whichever partition of streams_event (received time) the first copy went to.
+# - The batch id is drawn first, so the events can name it before its row exists. A request whose
+#   every event was already stored draws an id but writes no batch row: nothing to hand off.
+_KEYS = (
+    "SELECT source_id, md5('e' || event_uid)::uuid AS hash, key_day FROM u WHERE event_uid IS NOT NULL "
+    "UNION ALL SELECT source_id, md5('a' || activity_key)::uuid, key_day FROM u WHERE activity_key IS NOT NULL"
+)
+_CLAIMED = (
+    "(u.{column} IS NULL OR (u.source_id, md5('{prefix}' || u.{column})::uuid) "
+    "IN (SELECT source_id, hash FROM claimed))"
+)
 _STORE_SQL = (
     "WITH drawn AS MATERIALIZED (SELECT nextval(pg_get_serial_sequence('streams_batch', 'id')) AS id), "
+    f"u AS MATERIALIZED (SELECT * FROM unnest({_ARRAYS}, %b::date[]) AS u({', '.join(COLUMNS)}, key_day)), "
+    f"claimed AS (INSERT INTO streams_eventkey (source_id, hash, day, seen_at) "
+    f"SELECT k.source_id, k.hash, k.key_day, %b FROM ({_KEYS}) AS k ORDER BY k.source_id, k.hash "
+    "ON CONFLICT DO NOTHING RETURNING source_id, hash), "
     f"new AS (INSERT INTO streams_event (batch_id, received_at, {', '.join(COLUMNS)}) "
-    f"SELECT (SELECT id FROM drawn), %b, {_SELECTED} FROM unnest({_ARRAYS}) AS u({', '.join(COLUMNS)}) "
-    f"ON CONFLICT DO NOTHING RETURNING {_RETURNING}), "
+    f"SELECT (SELECT id FROM drawn), %b, {_SELECTED} FROM u "
+    f"WHERE {_CLAIMED.format(column='event_uid', prefix='e')} AND {_CLAIMED.format(column='activity_key', prefix='a')} "
+    f"RETURNING {_RETURNING}), "
     f"counted AS (SELECT {_GROUP}, count(*) AS n FROM new GROUP BY {_GROUP}), "
     "batch AS (INSERT INTO streams_batch (id, received_at, protocol, source_id, accepted, duplicates, counts, meta) "
     "SELECT (SELECT id FROM drawn), %b, %b, %b, t.accepted, %b - t.accepted, t.counts, %b::text::jsonb "
@@ -119,21 +175,25 @@ _STORE_SQL = (
 )
 
 
-def _store_params(rows, receiving, protocol, received_at, meta):
+def _store_params(rows, receiving, protocol, received_at, meta, total):
     return [
-        received_at,
         *(_column_values(rows, name) for name in COLUMNS),
+        [partitions.key_day(row["occurred_at"]) for row in rows],
+        received_at,
+        received_at,
         received_at,
         protocol,
         receiving.id,
-        len(rows),
+        total,
         orjson.dumps(meta).decode(),
     ]
 
 
 def _store_postgres(rows, receiving, protocol, received_at, meta):
     """(batch id or None, counts) after one statement; the batch row's counts are these, in this order."""
-    params = _store_params(rows, receiving, protocol, received_at, meta)
+    total = len(rows)
+    rows = _first_of_each_key(rows)  # two copies in one request would both find their key unclaimed
+    params = _store_params(rows, receiving, protocol, received_at, meta, total)
     # Binary parameters need psycopg's own cursor: Django's binds on the client side and dumps the
     # arrays as text in pure Python (90 ms of CPU per 500 rows, against 10 ms in binary). Prepared
     # on each pooled connection the first time (the text never changes): no parse or plan after that.
@@ -145,6 +205,19 @@ def _store_postgres(rows, receiving, protocol, received_at, meta):
     return batch_id, [
         [int(source_id), stream, kind, type_id, int(n)] for _, source_id, stream, kind, type_id, n in found
     ]
+
+
+def _first_of_each_key(rows):
+    """The rows whose keys no earlier row of the request has (the others are duplicates)."""
+    seen, kept = set(), []
+    for row in rows:
+        keys = [(row["source_id"], kind, row[name]) for kind, name in (("e", "event_uid"), ("a", "activity_key"))]
+        keys = [k for k in keys if k[2] is not None]
+        if not seen.isdisjoint(keys):
+            continue
+        seen.update(keys)
+        kept.append(row)
+    return kept
 
 
 def _column_values(rows, name):

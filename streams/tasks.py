@@ -2,12 +2,17 @@
 
 from celery import shared_task
 
-from streams import auth, retention, validation
+from streams import auth, partitions, retention, validation
 
 
 @shared_task(name="streams.prune_events", soft_time_limit=1700, time_limit=1800)
 def prune_events():
     return retention.prune()
+
+
+@shared_task(name="streams.maintain_partitions", soft_time_limit=240, time_limit=300)
+def maintain_partitions():
+    return partitions.maintain()
 
 
 @shared_task(name="streams.open_validation_urls", soft_time_limit=50, time_limit=60)

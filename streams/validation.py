@@ -1,11 +1,13 @@
 """Opening Adobe's asynchronous validation URLs, which must be fetched within 5 minutes."""
 
 import logging
+import re
 import urllib.error
 import urllib.request
 from datetime import timedelta
-from urllib.parse import urlsplit
 
+from django.db import transaction
+from django.db.models import Subquery
 from django.utils import timezone
 
 from streams.models import ValidationRequest
@@ -14,17 +16,32 @@ log = logging.getLogger(__name__)
 
 TTL = timedelta(minutes=5)
 TIMEOUT = 10
+# Validation posts kept per source. They need no signature, so anyone who knows a source's URL can
+# send them: the newest are kept (Adobe's is opened within seconds of arriving), the rest deleted.
+KEPT_PER_SOURCE = 20
+
+
+# Adobe's documented validation endpoint, with an optional query of URL characters only. Matched on
+# the text as received: urlsplit() would strip leading blanks and drop tabs and newlines, so a URL
+# that only looks like Adobe's once cleaned up is not taken for one.
+ADOBE_VALIDATION_URL = re.compile(
+    r"\Ahttps://csm\.adobe\.io/csm/registrations/validate(\?[A-Za-z0-9._~%!$&'()*+,;=:@/?-]*)?\Z"
+)
 
 
 def is_adobe_validation_url(url):
-    """Only Adobe's documented validation endpoint is ever opened by Fluxo (anything else: SSRF)."""
-    parts = urlsplit(url)
-    return (
-        parts.scheme == "https"
-        and parts.netloc == "csm.adobe.io"
-        and parts.path == "/csm/registrations/validate"
-        and not parts.fragment
-    )
+    """True only for Adobe's documented validation URL: the one URL Fluxo opens (anything else would
+    be SSRF) and the only one a page shows as a link (anything else may be a sender's trap)."""
+    return isinstance(url, str) and ADOBE_VALIDATION_URL.match(url) is not None
+
+
+def keep(source, url):
+    """Record a validation request for ``source`` and drop all but its newest KEPT_PER_SOURCE, atomically."""
+    with transaction.atomic():
+        ValidationRequest.objects.create(source=source, url=url)
+        mine = ValidationRequest.objects.filter(source=source)
+        oldest_kept = mine.order_by("-id").values_list("id", flat=True)[KEPT_PER_SOURCE - 1 : KEPT_PER_SOURCE]
+        mine.filter(id__lt=Subquery(oldest_kept)).delete()  # no row at that place: NULL, none deleted
 
 
 def open_pending(now=None, opener=urllib.request.urlopen):
@@ -34,7 +51,7 @@ def open_pending(now=None, opener=urllib.request.urlopen):
     opened = 0
     for request in pending:
         if not is_adobe_validation_url(request.url):
-            request.outcome = "not opened: not Adobe's validation host (open it by hand if you trust it)"
+            request.outcome = "not opened: not Adobe's validation address"
             request.save(update_fields=["outcome"])
             continue
         request.outcome = _open(request.url, opener)

@@ -254,12 +254,20 @@ def is_validation_post(payload):
     )
 
 
-def recipient_of(element):
-    """The recipient client id, in either spelling, top level or nested under ``event``."""
-    found = _first(element, "recipientclientid", "recipient_client_id")
-    if found is None:
-        found = _first(_dict(element.get("event")), "recipientclientid", "recipient_client_id")
-    return None if found is None else text(found)
+RECIPIENT_NAMES = ("recipientclientid", "recipient_client_id")
+
+
+def recipients_of(element):
+    """Every recipient client id an element states, as delivered (any JSON value), in each spelling and
+    at each place one can stand: the top level, under ``event``, and in the CloudEvent under ``event.body``.
+    """
+    places = [element]
+    wrapper = element.get("event")
+    if isinstance(wrapper, dict):
+        places.append(wrapper)
+        if isinstance(wrapper.get("body"), dict):
+            places.append(wrapper["body"])
+    return [place[name] for place in places for name in RECIPIENT_NAMES if name in place]
 
 
 def cloudevent_of(element):

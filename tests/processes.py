@@ -235,3 +235,18 @@ def wait_for(check, timeout=60, interval=0.2):
             return value
         time.sleep(interval)
     raise AssertionError(f"gave up after {timeout} s waiting for {getattr(check, '__name__', check)}")
+
+
+def post_login(base, username, password, headers=None):
+    """One POST to the real login page as a browser makes it (its CSRF cookie and token first)."""
+    from http.cookies import SimpleCookie
+    from re import search
+    from urllib.parse import urlencode
+
+    _status, answer, body = http("GET", base + "/accounts/login/", headers=headers)
+    cookie = SimpleCookie(answer["Set-Cookie"])["csrftoken"].value
+    token = search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', body).group(1).decode()
+    form = urlencode({"csrfmiddlewaretoken": token, "username": username, "password": password})
+    sent = {"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"csrftoken={cookie}"}
+    sent.update(headers or {"Referer": base + "/"})
+    return http("POST", base + "/accounts/login/", form.encode(), sent)

@@ -26,6 +26,7 @@ def test_json_output_is_exactly_one_document_with_paths_and_the_generated_token(
         "name": "Acme",
         "munchkin_id": "123-ABC-456",
         "adobe_client_id": "cid",
+        "delivers_for": [],
         "api_token": document["api_token"],
         "endpoints": {
             "adobe_io": f"/ingest/{source.ingest_key}/adobe-io/",

@@ -308,7 +308,8 @@ def test_odd_timestamps_are_read_leniently_and_flagged(post_signed, raw_time, ex
         assert flag in stored.flags
 
 
-def test_an_event_for_another_known_munchkin_is_filed_under_that_source(post_signed, source, other_source):
+def test_an_event_for_a_linked_munchkin_is_filed_under_that_source(post_signed, source, other_source):
+    source.delivers_for.add(other_source)
     post_signed(orjson.dumps([_event("e-1", "a-1", munchkin="987-XYZ-654"), _event("e-2", "a-2")]))
     assert Event.objects.get(event_uid="e-1").source == other_source
     assert Event.objects.get(event_uid="e-2").source == source
@@ -318,7 +319,7 @@ def test_an_event_for_an_unknown_munchkin_stays_with_the_receiving_source_flagge
     post_signed(orjson.dumps([_event(munchkin="555-NEW-555")]))
     stored = Event.objects.get()
     assert stored.source == source
-    assert "munchkin_unknown" in stored.flags
+    assert "munchkin_foreign" in stored.flags
 
 
 # --- Malformed ---------------------------------------------------------------------------------------------
@@ -372,10 +373,12 @@ def test_the_same_activity_under_a_new_eventid_is_a_duplicate(post_signed):
     assert response.json() == {"accepted": 0, "duplicates": 1}
 
 
-def test_dedup_keys_are_global_not_per_source(post_signed, other_source):
+def test_dedup_keys_are_scoped_to_the_source_an_event_is_filed_under(post_signed, other_source):
     post_signed(orjson.dumps([_event("e-1", "a-1")]))
-    response = post_signed(orjson.dumps([_event("e-1", "a-9")]), to=other_source)
-    assert response.json()["duplicates"] == 1
+    # Another tenant sending the same ids first or later shadows nothing.
+    response = post_signed(orjson.dumps([_event("e-1", "a-1", munchkin="987-XYZ-654")]), to=other_source)
+    assert response.json() == {"accepted": 1, "duplicates": 0}
+    assert Event.objects.filter(event_uid="e-1").count() == 2
 
 
 def test_the_event_id_header_is_never_used_for_dedup(post_signed):
@@ -400,6 +403,7 @@ def test_ids_are_opaque_strings(post_signed):
 
 
 def test_each_committed_request_writes_one_batch_row_with_counts(post_signed, source, other_source):
+    source.delivers_for.add(other_source)
     post_signed(
         orjson.dumps([_event("e-1", "a-1"), _event("e-2", "a-2", munchkin="987-XYZ-654"), _event("e-3", "a-3")])
     )

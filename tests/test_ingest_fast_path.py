@@ -94,16 +94,27 @@ def test_a_source_is_looked_up_once_and_a_batch_of_its_own_munchkin_needs_no_loo
     assert [event.flags for event in Event.objects.all()] == [[], [], []]
 
 
-def test_a_batch_of_another_munchkin_is_still_filed_under_the_source_that_has_it(client, source, other_source):
+def test_a_batch_of_a_linked_munchkin_is_filed_under_the_source_it_is_delivered_for(client, source, other_source):
+    source.delivers_for.add(other_source)
     token = issue_api_token(source)
     assert push(client, source, body("g-1", munchkin="987-xyz-654"), token).status_code == 200
-    assert Event.objects.get().source_id == other_source.id
+    assert (Event.objects.get().source_id, Event.objects.get().flags) == (other_source.id, [])
     assert push(client, source, body("g-2", munchkin="555-NOP-555"), token).status_code == 200
     unknown = Event.objects.get(activity_key="555-NOP-555|g-2")
-    assert (unknown.source_id, unknown.flags) == (source.id, ["munchkin_unknown"])
+    assert (unknown.source_id, unknown.flags) == (source.id, ["munchkin_foreign"])
+
+
+def test_the_links_of_a_source_are_read_once_per_cached_source(client, source, other_source):
+    source.delivers_for.add(other_source)
+    token = issue_api_token(source)
+    assert push(client, source, body("g-1"), token).status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert push(client, source, body("g-2", munchkin="987-XYZ-654"), token).status_code == 200
+    assert [q["sql"] for q in queries if "delivers_for" in q["sql"]] == []
 
 
 def test_the_batch_row_holds_what_the_acknowledgement_counted(client, source, other_source):
+    source.delivers_for.add(other_source)
     token = issue_api_token(source)
     content = orjson.dumps(
         {
@@ -165,8 +176,9 @@ def test_the_event_table_has_no_redundant_indexes():
         foreign_keys = cursor.fetchone()[0]
     assert not [d for d in definitions if "pattern_ops" in d]
     assert not [d for d in definitions if d.endswith("USING btree (source_id)")]
-    assert len([d for d in definitions if d.startswith("CREATE UNIQUE INDEX")]) == 3  # id and the two keys
-    assert foreign_keys == 2  # source and batch
+    # Partitioned: the primary key (id, received_at) is its only unique index; the keys are streams_eventkey's.
+    assert len([d for d in definitions if d.startswith("CREATE UNIQUE INDEX")]) == 1
+    assert foreign_keys == 1  # the source (batches are partitioned too: no key to point at)
 
 
 # --- The admin's introspection client secret ----------------------------------------------------------

@@ -254,7 +254,10 @@ def test_forged_signatures_are_refused_and_the_events_dropped_as_adobe_would(flu
     summary = fluxo.simulate("forged", count=40, forge=True, on_start=lambda run: seen.setdefault("run", run))
     assert summary["deliveries"] == {"handed_to_senders": 40, "acknowledged": 0, "dropped": 40, "unfinished": 0}
     for stream in summary["streams"]:
-        assert set(stream["statuses"]) == {"401"} and stream["retried"] == 0
+        # Fluxo has not needed the second key yet: while one request fetches it, concurrent ones may
+        # get a 503 (the key-fetch limits) and are retried; every delivery ends refused with a 401.
+        assert "401" in stream["statuses"] and set(stream["statuses"]) <= {"401", "503"}
+        assert stream["retried"] == stream["statuses"].get("503", 0)
         assert stream["dropped"] == stream["dropped_by_reason"].get("not_retryable", 0)
     assert summary["exit_code"] == 1
     assert fluxo.stored("forged")[0] == 0

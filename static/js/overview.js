@@ -266,7 +266,7 @@
 
   /* Counters only grow (a frame read before the snapshot may arrive after it): keep the larger. */
   function applyCounters(h, counters) {
-    ["accepted", "duplicates", "unavailable"].forEach(function (name) { h[name] = Math.max(h[name] || 0, counters[name] || 0); });
+    ["accepted", "duplicates", "foreign", "unavailable"].forEach(function (name) { h[name] = Math.max(h[name] || 0, counters[name] || 0); });
     REASONS.forEach(function (r) { h.rejected[r] = Math.max(h.rejected[r] || 0, counters.rejected[r] || 0); });
   }
 
@@ -310,7 +310,8 @@
       tr.dataset.source = h.source;
       tr.append(cell("td", h.name), cell("td", h.munchkin_id), cell("td", st[1], "state " + st[0]),
         cell("td", shownTime(h.last_event_at)), cell("td", now.perMinute, "num per-minute"), cell("td", lag, "num lag"),
-        cell("td", h.duplicates, "num"), cell("td", refused, "num"), cell("td", h.unavailable, "num"));
+        cell("td", h.duplicates, "num"), cell("td", h.foreign || 0, "num foreign"), cell("td", refused, "num"),
+        cell("td", h.unavailable, "num"));
       return tr;
     });
     body.replaceChildren.apply(body, rows);

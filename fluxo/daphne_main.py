@@ -1,0 +1,174 @@
+"""daphne with request bodies capped before they are read: ``python -m fluxo.daphne_main [daphne args]``.
+
+daphne (Twisted's HTTP parser underneath) reads a request's whole body, into memory or a temporary
+file, before the ASGI application sees the request, and then hands all of it to the application at
+once; daphne has no option to limit it. So a body the receivers refuse with 413 was read whole first
+(a slow sender of a 200 MB one held the request open for as long as it liked), and its bytes were in
+memory once more on their way to the application.
+
+Here every request is checked while Twisted parses it: a declared ``Content-Length`` over
+``FLUXO_MAX_BODY_BYTES`` is answered 413 as soon as the headers are in, a body without a declared
+length (chunked) as soon as it passes the limit, and the connection is closed without reading the
+rest. The application never sees such a request. On an ingest URL the refusal is still counted for
+its source (the setup page's "too large"), off the reactor thread. Everything else is daphne's own
+command line, unchanged.
+"""
+
+import logging
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from urllib.parse import unquote, urlsplit
+
+import orjson
+from daphne import server as daphne_server
+from daphne.cli import CommandLineInterface
+from daphne.http_protocol import HTTPFactory, WebRequest
+from django.conf import settings
+from twisted.web import http
+
+log = logging.getLogger(__name__)
+
+# Refusals waiting to be counted; past this many (a flood of them) the rest are not counted.
+_COUNTING_BACKLOG = 64
+_counting_slots = threading.BoundedSemaphore(_COUNTING_BACKLOG)
+
+
+def too_large_answer(limit):
+    """The whole 413 response, in the receivers' JSON error shape; the connection closes after it."""
+    body = orjson.dumps({"error": "too_large", "detail": f"the body is over {limit} bytes"})
+    head = (
+        "HTTP/1.1 413 Content Too Large\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+class BodyLimitedRequest(WebRequest):
+    """daphne's request, refused with a 413 as soon as its body is known to be over the limit."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # An HTTP/2 stream (daphne serving TLS itself) cannot take a raw HTTP/1.1 answer: its bodies
+        # are left to the receivers' own check, as under plain daphne.
+        http1 = isinstance(self.channel, http.HTTPChannel)
+        self.body_limit = settings.FLUXO_MAX_BODY_BYTES if http1 else math.inf
+        self.body_received = 0
+        self.refused = False
+
+    def gotLength(self, length):
+        """Twisted calls this once the headers are in, with the declared length (None when chunked)."""
+        if length is not None and length > self.body_limit:
+            self._refuse()
+            length = 0  # and no temporary file for a body that is not kept
+        super().gotLength(length)
+
+    def handleContentChunk(self, data):
+        if self.refused:
+            return
+        self.body_received += len(data)
+        if self.body_received > self.body_limit:
+            self._refuse()
+            return
+        super().handleContentChunk(data)
+
+    def requestReceived(self, command, path, version):
+        # A refused chunked body may still end in the bytes Twisted had already read: nothing to run.
+        if not self.refused:
+            super().requestReceived(command, path, version)
+
+    def _refuse(self):
+        self.refused = True
+        # Twisted answers "Expect: 100-continue" right after gotLength(); the 413 is the answer instead.
+        self.requestHeaders.removeHeader(b"Expect")
+        if self.content is not None:
+            self.content.close()  # what a chunked body had sent so far
+        answer = too_large_answer(self.body_limit)
+        channel = self.channel
+        # As Twisted answers a malformed request: straight to the transport, then close. The transport
+        # reads nothing more; the request line is still the channel's (the request gets it at the end).
+        channel.transport.write(answer)
+        channel.loseConnection()
+        target = getattr(channel, "_path", b"")
+        self._log_refusal(getattr(channel, "_command", b"?"), target, len(answer))
+        count_refusal_later(target, self.body_limit)
+
+    def _log_refusal(self, method, target, size):
+        peer = self.channel.transport.getPeer()
+        client = f"{peer.host}:{peer.port}" if hasattr(peer, "port") else None
+        details = {
+            "path": target.decode("ascii", "replace"),
+            "status": 413,
+            "method": method.decode("ascii", "replace"),
+            "client": client,
+            "time_taken": 0,
+            "size": size,
+        }
+        try:
+            self.server.log_action("http", "complete", details)
+        except Exception:  # the access log must never break the answer
+            log.exception("could not log a refused request")
+
+
+class BodyLimitedHTTPFactory(HTTPFactory):
+    def buildProtocol(self, addr):
+        protocol = super().buildProtocol(addr)
+        protocol.requestFactory = BodyLimitedRequest
+        return protocol
+
+
+@cache
+def _counting_thread():
+    # One thread: counting needs the database and Redis, which the reactor thread must never wait for.
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="refusals")
+
+
+def count_refusal_later(target, limit):
+    if not _counting_slots.acquire(blocking=False):
+        return
+    future = _counting_thread().submit(count_refusal, target, limit)
+    future.add_done_callback(lambda _future: _counting_slots.release())
+
+
+def count_refusal(target, limit):
+    """Count a 413 for the source whose ingest URL ``target`` (the raw request target) is, if any."""
+    # Imported here: the models can be imported only once daphne has loaded fluxo.asgi (django.setup()).
+    from django.db import DatabaseError, connections
+    from django.urls import Resolver404, resolve
+    from django.utils import timezone
+
+    from streams import announce
+    from streams.models import Source
+
+    try:
+        ingest_key = resolve(unquote(urlsplit(target.decode("ascii")).path)).kwargs.get("ingest_key")
+    except (UnicodeDecodeError, ValueError, Resolver404):
+        return
+    if ingest_key is None:
+        return
+    try:
+        source_id = Source.objects.filter(ingest_key=ingest_key).values_list("id", flat=True).first()
+        if source_id is not None:
+            detail = f"the body is over {limit} bytes"
+            announce.request_refused(source_id, "too_large", 413, detail, timezone.now())
+    except DatabaseError as exc:
+        log.warning("could not count a refused body for %s (%s)", ingest_key, exc.__class__.__name__)
+    finally:
+        connections.close_all()  # this thread's connection goes back to the pool
+
+
+def install():
+    """Make daphne's Server build its HTTP factory from ours (it names the class inside run())."""
+    daphne_server.HTTPFactory = BodyLimitedHTTPFactory
+
+
+def main():
+    install()
+    CommandLineInterface.entrypoint()
+
+
+if __name__ == "__main__":
+    main()
