@@ -13,7 +13,6 @@ and the consumers' progress rows, never a count over the events).
 """
 
 import hmac
-import ipaddress
 import logging
 import time
 
@@ -28,7 +27,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from alerts.models import Delivery, EvaluatedBatch, EvaluatorFloor
 from dashboard.models import RolledUpBatch, RollupFloor
+from fluxo import logs
 from streams import announce
+from streams import partitions as event_partitions
 from streams.models import Batch
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,6 @@ HEARTBEAT_STALE_S = 60
 LAG_DEGRADED_S = 300
 # Pending batches and deliveries are counted up to this many: a bounded query even far behind.
 COUNT_CAP = 100_000
-FORWARDED_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
 
 
 # --- Heartbeats ------------------------------------------------------------------------------------------
@@ -116,16 +116,21 @@ def delivery_queue(now):
     return {"depth": depth, "oldest_due_s": round((now - oldest).total_seconds(), 3) if oldest else 0.0}
 
 
-def retention(now):
-    """The configured retention and the age of the oldest batch row kept (events go with theirs)."""
+def retention(now, partitioned):
+    """The configured retention, the age of the oldest batch row kept (events go with theirs), and the
+    age past which that row is overdue: a day of slack for the hourly pruning, and with partitions the
+    length of one (a partition is dropped once wholly past the retention)."""
     oldest = Batch.objects.order_by("received_at").values_list("received_at", flat=True).first()
     age = round((now - oldest).total_seconds(), 3) if oldest else 0.0
-    return {"days": settings.FLUXO_RETENTION_DAYS, "oldest_batch_age_s": age}
+    days = settings.FLUXO_RETENTION_DAYS
+    slack = 86400 + (event_partitions.interval().total_seconds() if partitioned else 0)
+    return {"days": days, "oldest_batch_age_s": age, "overdue_after_s": days * 86400 + slack}
 
 
 def partitions():
-    """The event tables' partitions. Not partitioned yet: a later change fills in the partitions ahead."""
-    return {"partitioned": False, "ahead": None}
+    """streams.partitions.state(): {"partitioned": False} on SQLite; on PostgreSQL the intervals covered
+    ahead of the current one and whether rows wait in a DEFAULT partition."""
+    return event_partitions.state()
 
 
 def figures():
@@ -133,12 +138,12 @@ def figures():
     now, clock = timezone.now(), time.time()
     result = {"database": database_up(), "redis": redis_up(), "heartbeat_age_s": heartbeat_ages(clock)}
     if result["database"]:
+        result["partitions"] = partitions()
         result |= {
             "evaluation_lag": consumer_lag(EvaluatorFloor, EvaluatedBatch, now),
             "rollup_lag": consumer_lag(RollupFloor, RolledUpBatch, now),
             "deliveries": delivery_queue(now),
-            "retention": retention(now),
-            "partitions": partitions(),
+            "retention": retention(now, result["partitions"]["partitioned"]),
         }
     result["status"] = _status(result)
     return result
@@ -156,24 +161,24 @@ def _status(result):
             result["deliveries"]["oldest_due_s"],
         )
     )
-    overdue = result["retention"]["oldest_batch_age_s"] > (result["retention"]["days"] + 1) * 86400
-    return "degraded" if (not result["redis"] or stale or behind or overdue) else "ok"
+    overdue = result["retention"]["oldest_batch_age_s"] > result["retention"]["overdue_after_s"]
+    return "degraded" if (not result["redis"] or stale or behind or overdue or _partitions_short(result)) else "ok"
+
+
+def _partitions_short(result):
+    """Partitioned, and no partition ahead of the current interval, or rows waiting in a DEFAULT one."""
+    state = result["partitions"]
+    return state["partitioned"] and (state["ahead"] < 1 or any(state["in_default"].values()))
 
 
 # --- Who may see details ---------------------------------------------------------------------------------
 
 
 def peer_is_loopback(request):
-    """The socket peer is this host. Judged on the ASGI scope's client, and refused whenever a forwarding
-    header is present: daphne's --proxy-headers (or a proxy-trust layer) may have rewritten the client
-    from it, and a request through a proxy is not a local one anyway."""
-    client = getattr(request, "scope", {}).get("client")
-    if not client or any(name in request.META for name in FORWARDED_HEADERS):
-        return False
-    try:
-        return ipaddress.ip_address(client[0]).is_loopback
-    except ValueError:
-        return False
+    """The TCP peer is this host and sent no forwarding header (fluxo.logs.Observed judged it on the
+    connection, before fluxo.proxies replaced the client with what a trusted proxy says): a request that
+    came through a proxy, even one on this host, is not a local one."""
+    return getattr(request, "scope", {}).get(logs.LOCAL_PEER) is True
 
 
 def presents_metrics_token(request):
@@ -281,4 +286,17 @@ class FiguresCollector:
             "Age of the oldest batch row kept.",
             f["retention"]["oldest_batch_age_s"],
         )
-        yield _gauge("fluxo_events_partitioned", "1 when the event tables are time-partitioned.", 0)
+        yield from _partition_figures(f["partitions"])
+
+
+def _partition_figures(state):
+    """Without partitions (SQLite) the partition families are still declared, with no sample."""
+    partitioned = state["partitioned"]
+    yield _gauge("fluxo_events_partitioned", "1 when the event tables are time-partitioned.", 1 if partitioned else 0)
+    seconds = event_partitions.interval().total_seconds() if partitioned else 0
+    yield _gauge("fluxo_partition_interval_seconds", "The length of one event partition (0: none).", seconds)
+    ahead = [([], state["ahead"])] if partitioned else []
+    yield _gauge("fluxo_partitions_ahead", "Partitions that exist past the current interval.", samples=ahead)
+    waiting = [([table], 1 if rows else 0) for table, rows in state.get("in_default", {}).items()]
+    documentation = "1 when rows wait in a DEFAULT partition."
+    yield _gauge("fluxo_partition_default_rows", documentation, labels=["table"], samples=waiting)

@@ -10,6 +10,7 @@ A leaf module: it imports no app and no setting (settings.py's LOGGING names its
 """
 
 import contextvars
+import ipaddress
 import json
 import logging
 import re
@@ -21,6 +22,9 @@ REQUEST_ID = contextvars.ContextVar("fluxo_request_id", default=None)
 # What the code handling a request learnt that the access line should say (e.g. the source).
 _NOTES = contextvars.ContextVar("fluxo_request_notes", default=None)
 HEADER = b"x-request-id"
+# The scope key Observed sets: the TCP peer is loopback and sent no forwarding header.
+LOCAL_PEER = "fluxo.local_peer"
+_FORWARDING = {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-real-ip", b"forwarded"}
 _SANE_ID = re.compile(r"\A[A-Za-z0-9._-]{1,64}\Z")
 # Extra record attributes a JSON line carries when a record has them.
 _EXTRA_FIELDS = ("source", "status", "latency_ms", "method", "path", "task", "task_id")
@@ -81,7 +85,9 @@ class JsonFormatter(logging.Formatter):
 class Observed:
     """ASGI wrapper for every HTTP request, the receivers' included (they bypass Django's middleware):
     the request id and the access line; ``on_ingest(path, status, error, seconds)`` is told of every
-    receiver answer (fluxo.metrics counts them)."""
+    receiver answer (fluxo.metrics counts them). Outermost, it also records in the scope
+    (``LOCAL_PEER``) whether the connection comes from this host directly, before any proxy-trust layer
+    replaces the client with the one a proxy names."""
 
     def __init__(self, app, on_ingest=None):
         self.app, self.on_ingest = app, on_ingest
@@ -89,6 +95,7 @@ class Observed:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        scope = {**scope, LOCAL_PEER: _local_peer(scope)}
         request_id = request_id_from(_header(scope, HEADER))
         id_token, notes_token = REQUEST_ID.set(request_id), _NOTES.set({})
         answer = _Answer(request_id, scope["path"].startswith("/ingest/"))
@@ -149,6 +156,17 @@ class _Answer:
         except ValueError:
             return None
         return value.get("error") if isinstance(value, dict) else None
+
+
+def _local_peer(scope):
+    """The TCP peer is a loopback address and no forwarding header came: not a request through a proxy."""
+    if any(name.lower() in _FORWARDING for name, _value in scope.get("headers", ())):
+        return False
+    host = (scope.get("client") or (None,))[0]
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except (TypeError, ValueError):
+        return False
 
 
 def _header(scope, name):
