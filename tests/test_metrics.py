@@ -154,6 +154,17 @@ def test_every_web_process_of_fluxo_serve_reports_the_sum_of_all_of_them(system)
         assert value(text, "fluxo_ingest_requests_total", protocol="legacy", status="200", reason="ok") == 12
 
 
+@pytest.mark.slow
+def test_a_body_refused_unread_for_its_size_is_counted_too(system):
+    env, source = system
+    with serve({**env, "FLUXO_MAX_BODY_BYTES": str(64 * 1024)}, workers=1) as base:
+        body = orjson.dumps({"munchkinId": "123-ABC-456", "activities": [activity(1, primary="x" * 70_000)]})
+        auth = {"Authorization": f"Bearer {source['api_token']}"}
+        assert http("POST", base + source["endpoints"]["legacy_push"], body, auth)[0] == 413
+        text = scrape(base)
+    assert value(text, "fluxo_ingest_requests_total", protocol="legacy", status="413", reason="too_large") == 1
+
+
 # --- Figures read at scrape time and counters kept by other processes -----------------------------------------
 
 
@@ -184,3 +195,26 @@ def test_the_evaluation_lag_counts_batches_above_the_floor_not_yet_evaluated(db)
     EvaluatedBatch.objects.create(batch_id=batches[2].id)
     EvaluatedBatch.objects.create(batch_id=batches[3].id)
     assert health.consumer_lag(EvaluatorFloor, EvaluatedBatch, now) == {"batches": 0, "seconds": 0.0}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_open_live_socket_is_counted_until_it_closes(teammate, cookie_for):
+    from asgiref.sync import async_to_sync
+    from channels.testing import WebsocketCommunicator
+
+    from dashboard.groups import SOCKET_PATH
+    from fluxo.asgi import application
+
+    headers = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1"), (b"cookie", cookie_for(teammate).encode())]
+    before = metrics.WEBSOCKETS._value.get()
+
+    async def scenario():
+        communicator = WebsocketCommunicator(application, f"{SOCKET_PATH}?source=all", headers=headers)
+        connected, _ = await communicator.connect(timeout=10)
+        assert connected
+        await communicator.receive_from(timeout=10)  # live.hello
+        assert metrics.WEBSOCKETS._value.get() == before + 1
+        await communicator.disconnect()
+
+    async_to_sync(scenario)()
+    assert metrics.WEBSOCKETS._value.get() == before
