@@ -69,6 +69,18 @@ def test_without_a_token_only_loopback_peers_without_forwarding_headers_may_read
 
 
 @pytest.mark.slow
+def test_through_a_trusted_proxy_on_this_host_a_request_is_not_local(system):
+    # FLUXO_TRUSTED_PROXIES believes the proxy's X-Forwarded-For (the client becomes 127.0.0.1 here), but
+    # a request that came through a proxy is judged on its TCP peer and the header, never on that.
+    env, _source = system
+    with daphne({**env, "FLUXO_TRUSTED_PROXIES": "127.0.0.1"}) as base:
+        assert http("GET", base + "/metrics", headers={"X-Forwarded-For": "127.0.0.1"})[0] == 403
+        body = http("GET", base + "/readyz", headers={"X-Forwarded-For": "127.0.0.1"})[2]
+        assert set(orjson.loads(body)) == {"status"}
+        assert http("GET", base + "/metrics")[0] == 200
+
+
+@pytest.mark.slow
 def test_with_a_token_only_its_bearer_is_answered_even_from_loopback(system):
     env, _source = system
     with daphne({**env, "FLUXO_METRICS_TOKEN": TOKEN}) as base:
