@@ -90,7 +90,7 @@ def events_of(batch_ids, needs_raw):
     """EventViews of the events stored by these batches, in id order."""
     names = dict(Source.objects.values_list("id", "name"))
     fields = (*_FIELDS, "raw") if needs_raw else _FIELDS
-    rows = Event.objects.filter(batch_id__in=batch_ids).order_by("id").values_list(*fields)
+    rows = Event.objects.of_batches(batch_ids).order_by("id").values_list(*fields)
     for row in rows.iterator(chunk_size=2000):
         columns = dict(zip(_FIELDS, row, strict=False))
         columns["source_name"] = names.get(columns["source_id"], "")

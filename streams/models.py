@@ -276,6 +276,18 @@ class Batch(models.Model):
         return f"batch #{self.pk} ({self.protocol}, {self.accepted} new)"
 
 
+class EventQuerySet(models.QuerySet):
+    def of_batches(self, batch_ids):
+        """The events these batches stored, bounded by the batches' received times (an event has its
+        batch's), so that PostgreSQL looks only into the partitions that can hold them."""
+        window = Batch.objects.filter(id__in=batch_ids).aggregate(
+            first=models.Min("received_at"), last=models.Max("received_at")
+        )
+        if window["first"] is None:
+            return self.none()
+        return self.filter(batch_id__in=batch_ids, received_at__gte=window["first"], received_at__lte=window["last"])
+
+
 class Event(models.Model):
     """One event of any stream: the raw payload, losslessly, plus normalised, indexed columns."""
 
@@ -318,6 +330,8 @@ class Event(models.Model):
     details = models.TextField(blank=True, help_text="Notifications: the eventAction object, as JSON.")
     flags = models.JSONField(default=list)
     raw = models.TextField(help_text="The event exactly as delivered, as JSON.")
+
+    objects = EventQuerySet.as_manager()
 
     class Meta:
         # On PostgreSQL the table is partitioned on received_at (streams.partitions) and the two

@@ -86,8 +86,9 @@ def key_day(occurred_at):
 
 
 def partition_name(table, low):
-    stamp = low.strftime("%Y%m%d") if isinstance(low, date) and not isinstance(low, datetime) else None
-    return f"{table}_p{stamp or low.strftime('%Y%m%d%H')}"
+    """streams_event_p20261202 (or …_p2026120213 for hourly partitions); key partitions by their day."""
+    hourly = isinstance(low, datetime) and interval() == INTERVALS["hour"]
+    return f"{table}_p{low.strftime('%Y%m%d%H' if hourly else '%Y%m%d')}"
 
 
 def partitions(table):

@@ -73,11 +73,13 @@ def _manage(env, *args):
 
 @contextlib.contextmanager
 def daphne(env, args=()):
-    """A real daphne serving fluxo.asgi on a free loopback port (``args`` go to daphne); yields its base URL."""
+    """The web process as make run starts it (daphne through fluxo.daphne_main) on a free loopback
+    port, with ``args`` for daphne; yields its base URL."""
     port = free_port()
     log = open(Path(env["FLUXO_VAR_DIR"]) / f"daphne-{port}.log", "w")  # noqa: SIM115
+    command = [sys.executable, "-m", "fluxo.daphne_main", "-b", "127.0.0.1", "-p", str(port), *args]
     process = subprocess.Popen(
-        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), *args, "fluxo.asgi:application"],
+        [*command, "fluxo.asgi:application"],
         cwd=ROOT,
         env=env,
         stdout=log,

@@ -19,6 +19,12 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
+# The deployment kit's test runs Debian's nginx on deploy/nginx (nginx -t, then the site for real).
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null) \
+    || echo "!! could not install nginx: the deployment kit's nginx tests will be skipped"
+fi
+
 # The metrics tests run Debian's prometheus (the server and promtool); install it when missing and we may.
 if ! command -v promtool >/dev/null 2>&1 || [ ! -x /usr/bin/prometheus ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

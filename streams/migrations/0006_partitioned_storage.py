@@ -87,7 +87,7 @@ def _create_key_table(cursor):
         [datetime.now(UTC) - timedelta(days=horizon + 1)],
     )
     oldest = cursor.fetchone()[0] or today
-    day = max(oldest, today - timedelta(days=horizon + 1))
+    day = min(max(oldest, today - timedelta(days=horizon + 1)), today - timedelta(days=1))
     while day <= today + timedelta(days=KEY_DAYS_AHEAD):
         cursor.execute(
             f"CREATE TABLE streams_eventkey_p{day:%Y%m%d} PARTITION OF streams_eventkey FOR VALUES FROM (%s) TO (%s)",
