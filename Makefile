@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-# Re-install whenever requirements.txt changes.
-$(STAMP): requirements.txt
+# Re-install whenever a requirements file changes: the runtime ones and those of tests and tooling.
+$(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
 migrate: venv

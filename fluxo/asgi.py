@@ -7,6 +7,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fluxo.settings")
 # Django must be set up before anything imports models (the websocket routes do).
 django_asgi_app = get_asgi_application()
 
+from fluxo import embedded_redis  # noqa: E402
+
+# The web process starts (or finds) the embedded Redis when the settings use it; SystemExit if refused.
+embedded_redis.start_for_process()
+
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
 from asgiref.sync import sync_to_async  # noqa: E402

@@ -8,6 +8,23 @@ app = Celery("fluxo")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+
+@signals.celeryd_init.connect
+def _embedded_redis_for_the_worker(**_kwargs):
+    # Before the worker connects to its broker. SystemExit (a refused embedded Redis) is not caught
+    # by Celery's signal dispatch, which logs and ignores an Exception.
+    from fluxo import embedded_redis
+
+    embedded_redis.start_for_process()
+
+
+@signals.beat_init.connect
+def _embedded_redis_for_the_beat(**_kwargs):
+    from fluxo import embedded_redis
+
+    embedded_redis.start_for_process()
+
+
 # --- Observability: request ids into tasks, heartbeats, the metrics folder ----------------------------------
 # Handlers import late: this module is imported before Django is set up.
 REQUEST_ID_HEADER = "fluxo_request_id"

@@ -10,10 +10,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from fluxo import env, proxies
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# The project's templates/ and static/: at the top of a checkout, inside fluxo/ in an installed wheel.
+SITE_FILES_DIR = BASE_DIR if (BASE_DIR / "templates").is_dir() else Path(__file__).resolve().parent
 env.check_for_typos()
 
 VAR_DIR = Path(env.get_str("FLUXO_VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -115,7 +118,7 @@ WSGI_APPLICATION = None
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [SITE_FILES_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -137,16 +140,22 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: broker, channel layer, announcements, counters -----------------------------------------
+# Without REDIS_URL: an embedded redis-server on a unix socket under var/. Settings only name its
+# socket; the processes that use it start it (fluxo.embedded_redis), never this import. With
+# PostgreSQL configured those processes refuse it unless FLUXO_EMBEDDED_REDIS allows it.
+FLUXO_EMBEDDED_REDIS = env.get_bool("FLUXO_EMBEDDED_REDIS", False)
 _redis_url = env.get_str("REDIS_URL")
 if _redis_url:
     if urlsplit(_redis_url).scheme not in ("redis", "rediss", "unix"):
         raise ImproperlyConfigured(f"REDIS_URL must be redis://, rediss:// or unix://, not {_redis_url!r}")
+    FLUXO_EMBEDDED_REDIS_DIR = None
     FLUXO_REDIS_URL = _redis_url
     CELERY_BROKER_URL = _redis_url.replace("unix://", "redis+socket://", 1)
 else:
     from fluxo import embedded_redis
 
-    _sock = embedded_redis.ensure_running(VAR_DIR)
+    FLUXO_EMBEDDED_REDIS_DIR = VAR_DIR
+    _sock = embedded_redis.socket_path(VAR_DIR)
     FLUXO_REDIS_URL = f"unix://{_sock}"
     CELERY_BROKER_URL = f"redis+socket://{_sock}"
 
@@ -169,6 +178,28 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # JSON logs: Celery keeps the root logger as LOGGING below configures it.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = env.get_str("FLUXO_LOG_FORMAT", "plain").lower() != "json"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Exactly one beat: a second one waits on a lock (PostgreSQL advisory lock, or a file under var/).
+CELERY_BEAT_SCHEDULER = "fluxo.beat:LockedScheduler"
+# Queues, so that maintenance never delays an alert: a worker for alerts + deliveries and another
+# for maintenance in production; `make run` serves all three with one worker (README, Processes).
+FLUXO_QUEUES = ("alerts", "deliveries", "maintenance")
+CELERY_TASK_QUEUES = [Queue(name) for name in FLUXO_QUEUES]  # a worker without -Q serves all of them
+CELERY_TASK_DEFAULT_QUEUE = "maintenance"
+CELERY_TASK_ROUTES = {
+    "alerts.evaluate": {"queue": "alerts"},
+    "alerts.tick": {"queue": "alerts"},
+    "alerts.deliver": {"queue": "deliveries"},
+    "alerts.deliver_due": {"queue": "deliveries"},
+    "alerts.prune": {"queue": "maintenance"},
+    "dashboard.roll_up": {"queue": "maintenance"},
+    "dashboard.prune_rollups": {"queue": "maintenance"},
+    "streams.prune_events": {"queue": "maintenance"},
+    "streams.open_validation_urls": {"queue": "maintenance"},
+    "streams.retire_expired_grace": {"queue": "maintenance"},
+    "streams.maintain_partitions": {"queue": "maintenance"},
+    "fluxo.clear_sessions": {"queue": "maintenance"},
+    "fluxo.clear_tokens": {"queue": "maintenance"},
+}
 CELERY_BEAT_SCHEDULE = {
     "prune-old-events": {"task": "streams.prune_events", "schedule": 3600.0},
     # PostgreSQL: partitions created ahead, rows that found none given one (streams.partitions).
@@ -263,7 +294,7 @@ FLUXO_SLACK_API_URL = env.get_http_url("FLUXO_SLACK_API_URL", "https://slack.com
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns about a missing one; files come from the finders
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [SITE_FILES_DIR / "static"]
 # Served from the apps' static folders by WhiteNoise, with DEBUG off too and no collectstatic step.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG

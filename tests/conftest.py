@@ -11,9 +11,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.contrib.auth.models import Group
 
+from fluxo import embedded_redis
 from streams import announce, signatures
 from streams.auth import issue_api_token
 from streams.models import Source
+from tests.processes import stop_embedded_redis_servers_under
 
 PAYLOADS = Path(__file__).parent / "payloads"
 
@@ -28,6 +30,35 @@ def _fast_password_hashing():
     from django.conf import settings
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def pytest_sessionstart(session):
+    """The suite's own embedded Redis (no REDIS_URL), started before collection (test modules import
+    fluxo.asgi, which would start one) and stopped when the session ends, if this session started it."""
+    try:
+        var_dir = embedded_redis.embedded_dir()
+    except SystemExit as refused:  # PostgreSQL without REDIS_URL or FLUXO_EMBEDDED_REDIS
+        raise pytest.UsageError(str(refused)) from None
+    if var_dir is not None and not embedded_redis.answers(var_dir):
+        embedded_redis.ensure_running(var_dir)
+        session.config.stash[_STARTED_REDIS] = var_dir
+
+
+def pytest_sessionfinish(session):
+    var_dir = session.config.stash.get(_STARTED_REDIS, None)
+    if var_dir is not None:
+        embedded_redis.stop(var_dir)
+
+
+_STARTED_REDIS = pytest.StashKey()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_embedded_redis_left(tmp_path_factory):
+    """Stops every embedded Redis that the tests' processes started under the session's temporary
+    folders and a failing test left behind, so that no redis-server of a test run outlives it."""
+    yield
+    stop_embedded_redis_servers_under(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(autouse=True)

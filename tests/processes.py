@@ -26,13 +26,18 @@ def free_port():
 
 
 def bare_env(var_dir, **extra):
-    """Only what a bare web process needs: SECRET_KEY and ALLOWED_HOSTS (plus an isolated var/)."""
+    """Only what a bare web process needs: SECRET_KEY and ALLOWED_HOSTS (plus an isolated var/).
+
+    FLUXO_EMBEDDED_REDIS=1 lets a test that adds a PostgreSQL DATABASE_URL keep the embedded Redis of
+    its own var/ (pass ``FLUXO_EMBEDDED_REDIS=None`` to see the refusal).
+    """
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/root"),
         "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "FLUXO_VAR_DIR": str(var_dir),
+        "FLUXO_EMBEDDED_REDIS": "1",
     }
     env.update(extra)
     return {k: v for k, v in env.items() if v is not None}
@@ -145,6 +150,35 @@ def stop_embedded_redis(var_dir):
         os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
 
 
+def embedded_redis_servers_under(folder):
+    """Pids of the redis-server processes whose unix socket lies under ``folder``.
+
+    redis-server retitles itself "PATH/redis-server unixsocket:SOCKET", so the socket is read from that.
+    """
+    prefix = str(Path(folder).resolve()) + os.sep
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            words = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").split()
+        except OSError:
+            continue
+        if not words or not words[0].endswith("redis-server"):
+            continue
+        sockets = [w.removeprefix("unixsocket:") for w in words if w.startswith("unixsocket:")]
+        if any(sock.startswith(prefix) for sock in sockets):
+            pids.append(int(proc.name))
+    return pids
+
+
+def stop_embedded_redis_servers_under(folder):
+    """Kill what a test's processes left running under ``folder`` (a failed test skips its teardown)."""
+    for pid in embedded_redis_servers_under(folder):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
 class TcpProxy:
     """Forwards a loopback port to another; ``cut()`` drops every connection and stops listening.
 
@@ -204,8 +238,10 @@ class TcpProxy:
             self._conns.clear()
 
 
-# One task at a time in the worker's own process: what the tests that start a worker run.
-SOLO_WORKER = ("worker", "--pool", "solo", "--without-mingle", "--without-gossip", "--loglevel", "INFO")
+# One task at a time in the worker's own process, serving every queue: what the tests that start a
+# worker run.
+QUEUES = "alerts,deliveries,maintenance"
+SOLO_WORKER = ("worker", "-Q", QUEUES, "--pool", "solo", "--without-mingle", "--without-gossip", "--loglevel", "INFO")
 
 
 @contextlib.contextmanager
@@ -216,6 +252,7 @@ def celery(env, *args):
     process = subprocess.Popen(
         [str(BIN / "celery"), "-A", "fluxo", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
+    process.log_path = Path(log.name)  # what it printed so far: process.log_path.read_text()
     try:
         yield process
     finally:

@@ -2,7 +2,9 @@
 # The test suite as `make test` runs it.
 #  - DATABASE_URL set: one run against it.
 #  - Not set: a run on the embedded defaults (SQLite + embedded Redis), then a second run against
-#    the local PostgreSQL on 127.0.0.1:5432 when one answers (skipped, saying so, when none does).
+#    the local PostgreSQL on 127.0.0.1:5432 when one answers (skipped, saying so, when none does),
+#    with the local Redis on 127.0.0.1:6379 when one answers, else the embedded one
+#    (FLUXO_EMBEDDED_REDIS=1: PostgreSQL without REDIS_URL is otherwise refused).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -36,7 +38,23 @@ if ! command -v promtool >/dev/null 2>&1 || [ ! -x /usr/bin/prometheus ]; then
   fi
 fi
 
+# PostgreSQL without REDIS_URL refuses the embedded Redis: take the local Redis when one answers
+# PING on 127.0.0.1:6379, else allow the embedded one (FLUXO_EMBEDDED_REDIS=1).
+# Sets REDIS_CHOICE to what it chose (not in a subshell: it exports).
+redis_for_postgres() {
+  if [ -n "${REDIS_URL:-}" ]; then
+    REDIS_CHOICE="REDIS_URL"
+  elif "$PY" -c "import redis; redis.Redis(host='127.0.0.1', port=6379, socket_timeout=2).ping()" 2>/dev/null; then
+    export REDIS_URL="redis://127.0.0.1:6379/0"
+    REDIS_CHOICE="the local Redis (127.0.0.1:6379)"
+  else
+    export FLUXO_EMBEDDED_REDIS=1
+    REDIS_CHOICE="the embedded Redis (no Redis answers on 127.0.0.1:6379)"
+  fi
+}
+
 if [ -n "${DATABASE_URL:-}" ]; then
+  case "$DATABASE_URL" in postgres*) redis_for_postgres; echo "== suite on DATABASE_URL and $REDIS_CHOICE" ;; esac
   exec "$PY" -m pytest "$@"
 fi
 
@@ -51,8 +69,10 @@ except OSError:
     sys.exit(1)
 PY
 then
-  echo "== suite on the local PostgreSQL (127.0.0.1:5432)"
-  DATABASE_URL="postgres://postgres@127.0.0.1:5432/fluxo" "$PY" -m pytest "$@"
+  export DATABASE_URL="postgres://postgres@127.0.0.1:5432/fluxo"
+  redis_for_postgres
+  echo "== suite on the local PostgreSQL (127.0.0.1:5432) and $REDIS_CHOICE"
+  "$PY" -m pytest "$@"
 else
   echo "== SKIPPED the PostgreSQL run: nothing answers on 127.0.0.1:5432"
 fi

@@ -1,4 +1,6 @@
-"""The embedded Redis: found or started by whichever process comes first, and recovered when stale."""
+"""The embedded Redis: found or started by whichever process comes first, and recovered when stale;
+never started by importing the settings; refused on PostgreSQL unless FLUXO_EMBEDDED_REDIS allows it;
+run in the foreground by the Procfile, and then gone when its process is."""
 
 import contextlib
 import os
@@ -11,9 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
+from django.db import connection
 
 from fluxo import embedded_redis
-from tests.processes import ROOT, stop_embedded_redis
+from tests.processes import BIN, ROOT, bare_env, embedded_redis_servers_under, stop_embedded_redis, wait_for
 
 
 @pytest.fixture
@@ -88,3 +91,107 @@ def test_processes_starting_at_once_share_one_server(var_dir):
     assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
     servers = subprocess.run(["pgrep", "-f", f"{var_dir}/redis.sock"], capture_output=True, text=True).stdout.split()
     assert len(servers) == 1
+
+
+def run(var_dir, *args, **variables):
+    env = {**bare_env(var_dir, **variables), "DJANGO_SETTINGS_MODULE": "fluxo.settings"}
+    return subprocess.run([*args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_importing_the_settings_starts_no_redis(var_dir):
+    result = run(var_dir, sys.executable, "-c", "import django; django.setup(); import fluxo.urls")
+    assert result.returncode == 0, result.stderr
+    assert not (var_dir / "redis.sock").exists()
+    assert embedded_redis_servers_under(var_dir) == []
+
+
+def test_the_web_process_starts_the_embedded_redis_it_uses(var_dir):
+    result = run(var_dir, sys.executable, "-c", "import fluxo.asgi")
+    assert result.returncode == 0, result.stderr
+    assert ping(var_dir / "redis.sock")
+
+
+POSTGRES = "postgres://postgres@127.0.0.1:5432/fluxo"
+CELERY = str(BIN / "celery")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        (sys.executable, "-c", "import fluxo.asgi"),
+        (CELERY, "-A", "fluxo", "worker", "--pool", "solo"),
+        (CELERY, "-A", "fluxo", "beat"),
+        (sys.executable, "-m", "fluxo.embedded_redis", "serve"),
+        (sys.executable, "-m", "fluxo.embedded_redis", "wait"),
+    ],
+    ids=["web", "worker", "beat", "procfile-redis", "procfile-wait"],
+)
+def test_on_postgresql_without_redis_url_the_processes_refuse_the_embedded_redis(var_dir, command):
+    result = run(var_dir, *command, DATABASE_URL=POSTGRES, FLUXO_EMBEDDED_REDIS=None)
+    assert result.returncode == 1
+    assert "REDIS_URL is not set" in result.stderr
+    assert "FLUXO_EMBEDDED_REDIS=1" in result.stderr
+    assert embedded_redis_servers_under(var_dir) == []
+
+
+def test_on_postgresql_without_redis_url_commands_that_need_no_redis_still_run(var_dir):
+    result = run(var_dir, sys.executable, "manage.py", "check", DATABASE_URL=POSTGRES, FLUXO_EMBEDDED_REDIS=None)
+    assert result.returncode == 0, result.stderr
+    assert embedded_redis_servers_under(var_dir) == []
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="migrates the suite's PostgreSQL database")
+def test_on_postgresql_without_redis_url_migrate_still_runs(var_dir, db):
+    url = f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}"
+    result = run(
+        var_dir, sys.executable, "manage.py", "migrate", "--noinput", DATABASE_URL=url, FLUXO_EMBEDDED_REDIS=None
+    )
+    assert result.returncode == 0, result.stderr
+    assert embedded_redis_servers_under(var_dir) == []
+
+
+def test_fluxo_embedded_redis_allows_it_on_postgresql_for_development(var_dir):
+    result = run(var_dir, sys.executable, "-c", "import fluxo.asgi", DATABASE_URL=POSTGRES, FLUXO_EMBEDDED_REDIS="1")
+    assert result.returncode == 0, result.stderr
+    assert ping(var_dir / "redis.sock")
+
+
+@contextlib.contextmanager
+def serving(var_dir):
+    """``python -m fluxo.embedded_redis serve`` (the Procfile's redis line) until it answers."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "fluxo.embedded_redis", "serve"],
+        cwd=ROOT,
+        env={**bare_env(var_dir), "DJANGO_SETTINGS_MODULE": "fluxo.settings"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: embedded_redis.answers(var_dir) or server.poll() is not None, timeout=30)
+        assert server.poll() is None, server.stderr.read()
+        yield server
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait(timeout=10)
+
+
+def test_served_in_the_foreground_it_stops_with_its_process(var_dir):
+    with serving(var_dir) as server:
+        assert len(embedded_redis_servers_under(var_dir)) == 1
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=20) == 0
+        wait_for(lambda: embedded_redis_servers_under(var_dir) == [], timeout=10)
+
+
+def test_served_in_the_foreground_it_dies_with_its_process_even_when_that_is_killed(var_dir):
+    with serving(var_dir) as server:
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=10)
+        wait_for(lambda: embedded_redis_servers_under(var_dir) == [], timeout=10)
+
+
+def test_the_procfile_lines_wait_for_the_served_redis(var_dir):
+    with serving(var_dir):
+        result = run(var_dir, sys.executable, "-m", "fluxo.embedded_redis", "wait")
+        assert result.returncode == 0, result.stderr
