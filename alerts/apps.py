@@ -7,6 +7,11 @@ class AlertsConfig(AppConfig):
     def ready(self):
         from celery.signals import worker_ready
 
+        from alerts import deletion, erasure
+
+        deletion.connect()
+        erasure.connect()
+
         # Only a Celery worker listens for batches; web processes and commands never start it.
         worker_ready.connect(_start_subscriber, dispatch_uid="alerts.subscriber", weak=False)
 

@@ -5,6 +5,7 @@ class DashboardConfig(AppConfig):
     name = "dashboard"
 
     def ready(self):
-        from dashboard import signals
+        from dashboard import deletion, signals
 
         signals.connect()
+        deletion.connect()

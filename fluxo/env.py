@@ -23,6 +23,9 @@ KNOWN = {
     "EMAIL_USE_TLS",
     "FLUXO_ALERT_HISTORY_DAYS",
     "FLUXO_ALLOW_PRIVATE_URLS",
+    "FLUXO_ARCHIVE_DEST",
+    "FLUXO_ARCHIVE_FAILURE_DAYS",
+    "FLUXO_ARCHIVE_S3_ENDPOINT_URL",
     "FLUXO_DB_CONNECT_TIMEOUT",
     "FLUXO_EMBEDDED_REDIS",
     "FLUXO_LOGIN_ADDRESS_FAILURE_LIMIT",
@@ -103,6 +106,19 @@ def get_http_url(name, default=None):
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ImproperlyConfigured(f"{name} must be an http(s) URL, not {raw!r}")
     return raw.rstrip("/")
+
+
+def get_archive_dest(name):
+    """A folder path (kept as given) or s3://bucket[/prefix] (without a trailing slash); None when unset."""
+    raw = get_str(name)
+    if raw is None:
+        return None
+    if "://" in raw:
+        parts = urlsplit(raw)
+        if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+            raise ImproperlyConfigured(f"{name} must be a folder path or s3://bucket/prefix, not {raw!r}")
+        return raw.rstrip("/")
+    return raw
 
 
 def parse_database_url(url, base_dir, connect_timeout):

@@ -199,13 +199,20 @@ CELERY_TASK_ROUTES = {
     "streams.maintain_partitions": {"queue": "maintenance"},
     "fluxo.clear_sessions": {"queue": "maintenance"},
     "fluxo.clear_tokens": {"queue": "maintenance"},
+    "streams.archive_events": {"queue": "maintenance"},
+    "streams.purge_deleted_sources": {"queue": "maintenance"},
+    "streams.delete_source": {"queue": "maintenance"},
 }
 CELERY_BEAT_SCHEDULE = {
     "prune-old-events": {"task": "streams.prune_events", "schedule": 3600.0},
     # PostgreSQL: partitions created ahead, rows that found none given one (streams.partitions).
     "maintain-partitions": {"task": "streams.maintain_partitions", "schedule": 600.0},
+    # Yesterday's events (and any day whose archive failed) to Parquet; nothing when archiving is off.
+    "archive-events": {"task": "streams.archive_events", "schedule": 3600.0},
     # Replaced legacy-push credentials past their grace period: their Fluxo OAuth clients go.
     "retire-expired-grace": {"task": "streams.retire_expired_grace", "schedule": 3600.0},
+    # Deleted sources: their rows go in bounded steps; this pass resumes any a lost task left.
+    "purge-deleted-sources": {"task": "streams.purge_deleted_sources", "schedule": 60.0},
     # Adobe's validation URLs expire 5 minutes after they arrive.
     "open-validation-urls": {"task": "streams.open_validation_urls", "schedule": 20.0},
     # Per-minute rollups for the dashboards' history (web processes also roll up as batches arrive).
@@ -233,6 +240,15 @@ if FLUXO_PARTITION_INTERVAL not in ("hour", "day", "week"):
 ADOBE_IO_KEY_BASE_URL = env.get_http_url("ADOBE_IO_KEY_BASE_URL", "https://static.adobeioevents.com")
 # URLs that admins type (JWKS, introspection) may not point at private addresses unless this is on.
 FLUXO_ALLOW_PRIVATE_URLS = env.get_bool("FLUXO_ALLOW_PRIVATE_URLS", False)
+
+# --- Archives: events to Parquet before retention removes them --------------------------------------
+# A folder or s3://bucket/prefix; unset, archiving is off and retention removes events unarchived.
+FLUXO_ARCHIVE_DEST = env.get_archive_dest("FLUXO_ARCHIVE_DEST")
+# An S3-compatible store's endpoint (MinIO, Ceph, R2...); unset, AWS's. Credentials: the AWS_* variables.
+FLUXO_ARCHIVE_S3_ENDPOINT_URL = env.get_http_url("FLUXO_ARCHIVE_S3_ENDPOINT_URL")
+# A day whose archive keeps failing is kept (0, the default: never removed unarchived); N > 0: removed
+# without an archive once its first failed attempt is N days old.
+FLUXO_ARCHIVE_FAILURE_DAYS = env.get_int("FLUXO_ARCHIVE_FAILURE_DAYS", 0, minimum=0)
 
 # --- Auth, login throttle, OAuth provider --------------------------------------------------------------
 LOGIN_URL = "/accounts/login/"

@@ -7,10 +7,11 @@ from streams.models import Source
 
 
 def visible_sources(user):
-    """The sources a user may see: all for a superuser, else those of the user's viewer groups."""
+    """The sources a user may see: all for a superuser, else those of the user's viewer groups; never one
+    being deleted."""
     if not (user.is_authenticated and user.is_active):
         return Source.objects.none()
-    sources = Source.objects.all()
+    sources = Source.objects.live()
     if not user.is_superuser:
         sources = sources.filter(viewer_groups__in=user.groups.all()).distinct()
     return sources

@@ -3,15 +3,19 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
-from django.shortcuts import get_object_or_404
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import connection
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from streams import announce, auth, endpoints, links, oauth
+from streams import announce, auth, deletion, endpoints, erasure, links, oauth, partitions
 from streams.auth import issue_api_token
-from streams.models import ApiToken, Event, ForeignMunchkin, Source, SourceToken, ValidationRequest
+from streams.models import ApiToken, ErasureRecord, Event, ForeignMunchkin, Source, SourceToken, ValidationRequest
 
 # Adobe disables a registration whose validationUrl is not opened within 5 minutes.
 VALIDATION_TTL = timedelta(minutes=5)
@@ -70,12 +74,43 @@ class SourceForm(forms.ModelForm):
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
     form = SourceForm
-    list_display = ("name", "munchkin_id", "legacy_auth", "previous_auth_until", "adobe_client_id", "setup_link")
+    list_display = (
+        "name", "munchkin_id", "legacy_auth", "previous_auth_until", "adobe_client_id", "setup_link", "deletion"
+    )  # fmt: skip
     search_fields = ("name", "munchkin_id")
     filter_horizontal = ("viewer_groups", "delivers_for")
-    readonly_fields = ("previous_credentials",)
+    readonly_fields = ("previous_credentials", "deleting_since")
     inlines = [SourceTokenInline]
-    actions = ["issue_token", "make_fluxo_oauth_provider", "end_auth_grace"]
+    actions = ["issue_token", "make_fluxo_oauth_provider", "end_auth_grace", "erase_lead"]
+
+    @admin.display(description="Deletion")
+    def deletion(self, obj):
+        return f"being deleted since {obj.deleting_since:%Y-%m-%d %H:%M}" if obj.deleting_since else ""
+
+    def get_deleted_objects(self, objs, request):
+        """What the confirmation page lists: the sources and an estimate of their events, never the
+        collector's walk over every related row (millions of events, rollups by the thousand)."""
+        lines = []
+        for source in objs:
+            n, exact = deletion.estimated_events(source.pk)
+            about = "" if exact else ("about " if connection.vendor == "postgresql" else "more than ")
+            lines.append(f"{source}: its {about}{n:,} events will be removed in the background")
+        return lines, {Source._meta.verbose_name_plural: len(objs)}, set(), []
+
+    def delete_model(self, request, obj):
+        obj.delete()  # Source.delete() marks it; streams.deletion removes the rows
+        self.message_user(request, f"{obj.name}: its events and everything else about it are being removed.")
+
+    def delete_queryset(self, request, queryset):
+        marked = queryset.delete()[0]
+        self.message_user(request, f"{marked} source(s) marked: their rows are being removed in the background.")
+
+    @admin.action(description="Erase one lead's personal data (choose one source)")
+    def erase_lead(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Choose exactly one source to erase a lead of.", messages.ERROR)
+            return None
+        return redirect("admin:streams_source_erase_lead", queryset.get().pk)
 
     @admin.display(description="Replaced credentials still accepted")
     def previous_credentials(self, obj):
@@ -115,7 +150,41 @@ class SourceAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         setup = self.admin_site.admin_view(self.setup_view)
-        return [path("<int:pk>/setup/", setup, name="streams_source_setup"), *super().get_urls()]
+        erase = self.admin_site.admin_view(self.erase_lead_view)
+        return [
+            path("<int:pk>/setup/", setup, name="streams_source_setup"),
+            path("<int:pk>/erase-lead/", erase, name="streams_source_erase_lead"),
+            *super().get_urls(),
+        ]
+
+    def erase_lead_view(self, request, pk):
+        """A lead's personal data erased on request, after a confirmation: streams.erasure."""
+        if not (self.has_delete_permission(request) and request.user.has_perm("streams.delete_event")):
+            raise PermissionDenied
+        source = get_object_or_404(Source, pk=pk)
+        form = EraseLeadForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            record = erasure.erase_lead(
+                source,
+                form.cleaned_data["lead_id"],
+                erased_by=request.user.get_username(),
+                user=request.user,
+                emails=form.cleaned_data["emails"],
+            )
+            self.message_user(
+                request,
+                f"Lead {record.lead_id} of {source.name} erased: {record.events_removed} event(s) removed, "
+                f"{record.samples_scrubbed} alert sample(s) or line(s) scrubbed.",
+            )
+            return redirect("admin:streams_erasurerecord_change", record.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Erase a lead's personal data from {source.name}",
+            "source": source,
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/streams/source/erase_lead.html", context)
 
     def setup_view(self, request, pk):
         source = get_object_or_404(Source, pk=pk)
@@ -147,19 +216,97 @@ def _grace_text(summary):
     )
 
 
+class EraseLeadForm(forms.Form):
+    lead_id = forms.CharField(max_length=64, label="Marketo lead id")
+    emails = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Optional: the lead's e-mail addresses, one a line, to scrub too (those in its events are found).",
+    )
+    confirm = forms.BooleanField(label="Delete this lead's events of this source now; this cannot be undone")
+
+    def clean_lead_id(self):
+        lead_id = self.cleaned_data["lead_id"].strip()
+        if not lead_id:
+            raise forms.ValidationError("a lead id is required")
+        return lead_id
+
+    def clean_emails(self):
+        return [line.strip() for line in self.cleaned_data["emails"].splitlines() if line.strip()]
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most CAP + 1 rows (a LIMIT subquery), never the whole event table; ``count_label``
+    says "more than 10,000", or on PostgreSQL with no filter the statistics' estimate of all rows."""
+
+    CAP = 10_000
+
+    @cached_property
+    def count(self):
+        return self.object_list[: self.CAP + 1].count()
+
+    @cached_property
+    def count_label(self):
+        if self.count <= self.CAP:
+            return f"{self.count:,}"
+        if not self.object_list.query.has_filters() and partitions.enabled():
+            return f"about {_estimated_rows('streams_event'):,}"
+        return f"more than {self.CAP:,}"
+
+
+def _estimated_rows(table):
+    """The planner's row estimate of a partitioned table: reltuples summed over its partitions."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass(%s)",
+            [table],
+        )
+        return cursor.fetchone()[0]
+
+
+class ReceivedFilter(admin.SimpleListFilter):
+    """A received-time window: PostgreSQL then reads only the partitions it overlaps."""
+
+    title = "received"
+    parameter_name = "received"
+    WINDOWS = {"1h": ("Last hour", timedelta(hours=1)), "24h": ("Last 24 hours", timedelta(days=1)),
+               "7d": ("Last 7 days", timedelta(days=7)), "30d": ("Last 30 days", timedelta(days=30))}  # fmt: skip
+
+    def lookups(self, request, model_admin):
+        return [(key, label) for key, (label, _) in self.WINDOWS.items()]
+
+    def queryset(self, request, queryset):
+        if self.value() in self.WINDOWS:
+            return queryset.filter(received_at__gte=timezone.now() - self.WINDOWS[self.value()][1])
+        return queryset
+
+
 @admin.register(Event)
 class EventAdmin(admin.ModelAdmin):
+    """Read-only, and sized for hundreds of millions of rows: a capped count (CappedCountPaginator), no
+    facet counts, filters and a search that use indexes (source, stream, received time; the exact lead
+    id), newest first along the (received_at, id) index."""
+
     list_display = ("id", "received_at", "source", "stream", "type", "lead_id", "occurred_at")
-    list_filter = ("stream", "source")
-    search_fields = ("event_uid", "activity_key", "lead_id", "type")
+    list_filter = (ReceivedFilter, "stream", "source")
+    search_fields = ("lead_id__exact",)
+    search_help_text = "An exact Marketo lead id."
+    ordering = ("-received_at", "-id")
+    paginator = CappedCountPaginator
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
     list_select_related = ("source",)
+    actions = None  # "select all" then delete would run Django's collector over millions of rows
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # events go by retention, with their source, or by erase_lead
 
 
 @admin.register(ForeignMunchkin)
@@ -195,3 +342,22 @@ class ApiTokenAdmin(admin.ModelAdmin):
             secret = assign_new_secret(obj)
             self.message_user(request, f"The token (shown once): {secret}", messages.WARNING)
         super().save_model(request, obj, form, change)
+
+
+@admin.register(ErasureRecord)
+class ErasureRecordAdmin(admin.ModelAdmin):
+    """Who erased which lead's data, and when: a record to show, never to edit."""
+
+    list_display = ("erased_at", "source_name", "lead_id", "erased_by", "events_removed", "samples_scrubbed")
+    list_filter = ("source_name",)
+    search_fields = ("lead_id",)
+    readonly_fields = [f.name for f in ErasureRecord._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

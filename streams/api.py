@@ -118,10 +118,10 @@ def authenticate(request):
 
 
 def visible_events(user):
-    if user.is_superuser:
-        return Event.objects.all()
-    shared = Source.objects.filter(viewer_groups__user=user).values("id")
-    return Event.objects.filter(source_id__in=shared)
+    shared = Source.objects.live()  # a source being deleted is gone for the API too
+    if not user.is_superuser:
+        shared = shared.filter(viewer_groups__user=user)
+    return Event.objects.filter(source_id__in=shared.values("id"))
 
 
 # --- Query parameters ------------------------------------------------------------------------------
@@ -184,6 +184,18 @@ def filtered(events, params, allowed=()):
     With ``since``, the query also starts from an id below which the window has no event
     (``_since_floor``; one probe statement now): the same rows, found without walking the table.
     """
+    lookups = parse_filters(params, allowed)
+    if "received_at__gte" in lookups:
+        floor = _since_floor(lookups)
+        if floor is None:
+            return events.none()
+        lookups["id__gte"] = floor
+        events, lookups = _walk_from_floor(events, lookups)
+    return events.filter(**lookups).order_by("id")
+
+
+def parse_filters(params, allowed=()):
+    """The query's filters as ORM lookups (parameter names mapped by _FILTERS); a 400 ApiError for anything odd."""
     unknown = sorted(set(params) - set(_FILTERS) - set(allowed))
     if unknown:
         raise ApiError(400, "unknown_parameter", f"unknown parameter(s): {', '.join(unknown)}")
@@ -192,13 +204,7 @@ def filtered(events, params, allowed=()):
         value = params.get(name, "")
         if value != "":
             lookups[lookup] = _parsed(name, parser, value)
-    if "received_at__gte" in lookups:
-        floor = _since_floor(lookups)
-        if floor is None:
-            return events.none()
-        lookups["id__gte"] = floor
-        events, lookups = _walk_from_floor(events, lookups)
-    return events.filter(**lookups).order_by("id")
+    return lookups
 
 
 def _since_floor(lookups):

@@ -80,6 +80,19 @@ def _accepts_something(credentials):
     return all(credentials.get(name) for name in _REQUIRED_CREDENTIALS.get(credentials["legacy_auth"], ("-",)))
 
 
+class SourceQuerySet(models.QuerySet):
+    def live(self):
+        """The sources not being deleted: what the receivers, pages, the API and sockets see."""
+        return self.filter(deleting_since__isnull=True)
+
+    def delete(self):
+        """Mark the sources for deletion in the background (streams.deletion), never a cascade through
+        Django's collector over their events. Returns (sources newly marked, {})."""
+        from streams import deletion  # streams.deletion imports this module
+
+        return deletion.schedule(self), {}
+
+
 class Source(models.Model):
     """One Marketo instance (Munchkin ID) and the credentials its streams arrive with.
 
@@ -142,6 +155,11 @@ class Source(models.Model):
     previous_auth = models.JSONField(default=list, blank=True, editable=False)
     # The latest "until" of previous_auth, or null: the receivers' cheap test for "any grace running".
     previous_auth_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # Set when the source was deleted: it is gone for senders, pages and the API at once, and its
+    # rows are removed in bounded background steps (streams.deletion), then this row.
+    deleting_since = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = SourceQuerySet.as_manager()
 
     _filing = None
 
@@ -161,6 +179,10 @@ class Source(models.Model):
                 kwargs["update_fields"] = {*update_fields, "previous_auth", "previous_auth_until"}
             super().save(*args, **kwargs)
             retire_fluxo_clients(retired, self.oauth_application_id)
+
+    def delete(self, *args, **kwargs):
+        """Mark for deletion in the background (streams.deletion); returns (1 or 0, {})."""
+        return type(self).objects.filter(pk=self.pk).delete()
 
     def filing_map(self):
         """{Munchkin ID: source id} for the sources this one may file events under: itself and those it
@@ -439,3 +461,52 @@ class ApiToken(models.Model):
 
     def __str__(self):
         return f"{self.user} {self.prefix}…"
+
+
+class ArchivedDay(models.Model):
+    """One source's events of one UTC day (received time) written to the archive, or the attempt to.
+
+    ``checked_at`` is set only once the file was re-read and agreed with the database (row count,
+    size), so retention may drop a day when, and only when, its row here is checked (streams.archive).
+    """
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="archived_days")
+    day = models.DateField()
+    rows = models.PositiveBigIntegerField(default=0)
+    bytes = models.PositiveBigIntegerField(default=0)
+    location = models.TextField(blank=True, help_text="A path or s3://bucket/key; empty for a day without events.")
+    checked_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, help_text="Why the last attempt failed; empty once archived.")
+    attempts = models.PositiveIntegerField(default=0)
+    first_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-day", "source"]
+        constraints = [models.UniqueConstraint(fields=["source", "day"], name="streams_archived_day_unique")]
+
+    def __str__(self):
+        return f"{self.source_id} {self.day}: {'archived' if self.checked_at else 'not archived'}"
+
+class ErasureRecord(models.Model):
+    """One lead's personal data erased on request (streams.erasure): who, what and when.
+
+    Kept after the data and after its source (hence the name copied): the proof that a request was
+    carried out. Holds no personal data beyond Marketo's lead id.
+    """
+
+    source = models.ForeignKey(Source, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    source_name = models.CharField(max_length=100)
+    lead_id = models.CharField(max_length=64)
+    erased_by = models.CharField(max_length=150, help_text='The admin\'s username, or "command".')
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    erased_at = models.DateTimeField(default=timezone.now)
+    events_removed = models.PositiveIntegerField(default=0)
+    samples_scrubbed = models.PositiveIntegerField(default=0, help_text="Alert samples and timeline lines changed.")
+
+    class Meta:
+        ordering = ["-erased_at", "-id"]
+
+    def __str__(self):
+        return f"lead {self.lead_id} of {self.source_name} erased by {self.erased_by} ({self.erased_at:%Y-%m-%d %H:%M})"

@@ -224,11 +224,12 @@ def _trunc_unit():
 # --- Dropping -----------------------------------------------------------------------------------------
 
 
-def drop_expired(now=None):
-    """Drop the event and batch partitions wholly older than the retention, and the key partitions past
-    the de-duplication horizon that no key was seen in since. Returns the names dropped."""
+def drop_expired(now=None, cutoff=None):
+    """Drop the event and batch partitions wholly older than ``cutoff`` (the retention's, or earlier
+    when days wait for their archive), and the key partitions past the de-duplication horizon that no
+    key was seen in since. Returns the names dropped."""
     now = now or datetime.now(UTC)
-    cutoff = now - timedelta(days=settings.FLUXO_RETENTION_DAYS)
+    cutoff = min(cutoff or now, now - timedelta(days=settings.FLUXO_RETENTION_DAYS))
     dropped = []
     for table in EVENT_TABLES:
         for partition in partitions(table):

@@ -83,7 +83,7 @@ def _source(ingest_key):
     source = _sources.get(ingest_key)
     if source is not None:
         return source
-    source = Source.objects.filter(ingest_key=ingest_key).first()
+    source = Source.objects.live().filter(ingest_key=ingest_key).first()  # a deleted one is gone
     if source is None:
         raise Refusal(404, "unknown_source", "no source has this URL")  # unknown keys are not cached
     _sources.set(ingest_key, source)

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from streams import api, receivers
+from streams import api, api_exports, openapi, receivers
 
 _KEY = "(?P<ingest_key>[A-Za-z0-9_-]{1,64})"
 
@@ -12,4 +12,7 @@ urlpatterns = [
     re_path(rf"^ingest/{_KEY}/marketo-push$", receivers.marketo_push),
     path("api/v1/events", api.events, name="api-events"),
     path("api/v1/events.ndjson", api.events_ndjson, name="api-events-ndjson"),
+    path("api/v1/events.csv", api_exports.events_csv, name="api-events-csv"),
+    path("api/v1/events.parquet", api_exports.events_parquet, name="api-events-parquet"),
+    path("api/v1/openapi.json", openapi.document_view, name="api-openapi"),
 ]
