@@ -30,6 +30,7 @@ from alerts.access import can_manage
 from dashboard import tail, tick
 from dashboard.access import visible_sources
 from dashboard.groups import HELLO, SOURCES_FRAME, source_group, tail_group, unscoped_alerts_group
+from fluxo.metrics import WEBSOCKETS
 
 REFUSED_BAD_REQUEST = 4400
 REFUSED_ANONYMOUS = 4401
@@ -70,6 +71,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_add(unscoped_alerts_group(), self.channel_name)
         self._rechecking = asyncio.get_running_loop().create_task(self._recheck_every(RECHECK))
         tick.of_this_loop().sockets.add(self)
+        WEBSOCKETS.inc()
         await self.accept()
         # Said once the tick listens, so a page that sees it misses no batch committed afterwards.
         listening = await tick.of_this_loop().wait_until_subscribed(SUBSCRIBE_WAIT)
@@ -107,6 +109,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
             self._rechecking.cancel()
             self._rechecking = None
             tick.of_this_loop().sockets.discard(self)
+            WEBSOCKETS.dec()
         if self.sources:
             await self._leave(list(self.sources))
 

@@ -24,6 +24,7 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E4
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
 from django.urls import set_script_prefix  # noqa: E402
 
+from fluxo import logs, metrics  # noqa: E402
 from fluxo.proxies import TrustedProxies  # noqa: E402
 from fluxo.routing import websocket_urlpatterns  # noqa: E402
 
@@ -95,14 +96,19 @@ async def http_application(scope, receive, send):
     await handler(scope, receive, send)
 
 
-# Outermost: every connection, ingest and WebSocket included, sees the client as FLUXO_TRUSTED_PROXIES says.
-application = TrustedProxies(
-    ProtocolTypeRouter(
-        {
-            "http": http_application,
-            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-        }
-    )
+# Every connection, ingest and WebSocket included, sees the client as FLUXO_TRUSTED_PROXIES says. Around
+# it, for every HTTP request: the request id, the access line, the receivers' counters, and whether the
+# TCP peer is this host with no proxy in between (what /metrics judges by), before the client is rewritten.
+application = logs.Observed(
+    TrustedProxies(
+        ProtocolTypeRouter(
+            {
+                "http": http_application,
+                "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            }
+        )
+    ),
+    on_ingest=metrics.ingest_answered,
 )
 
 
@@ -122,4 +128,5 @@ def _freeze_what_start_up_made():
     gc.freeze()
 
 
+metrics.start_process(web=True)
 _freeze_what_start_up_made()

@@ -94,6 +94,7 @@ class BodyLimitedRequest(WebRequest):
         channel.loseConnection()
         target = getattr(channel, "_path", b"")
         self._log_refusal(getattr(channel, "_command", b"?"), target, len(answer))
+        observe_refusal(getattr(channel, "_command", b"?"), target)
         count_refusal_later(target, self.body_limit)
 
     def _log_refusal(self, method, target, size):
@@ -111,6 +112,19 @@ class BodyLimitedRequest(WebRequest):
             self.server.log_action("http", "complete", details)
         except Exception:  # the access log must never break the answer
             log.exception("could not log a refused request")
+
+
+def observe_refusal(method, target):
+    """The refusal as fluxo.logs.Observed reports every answer the application gives: an access line and,
+    on an ingest URL, the receivers' counters (the application never saw this request)."""
+    from fluxo import logs, metrics  # late: fluxo.metrics needs the settings daphne has loaded by now
+
+    path = urlsplit(target.decode("ascii", "replace")).path  # never the query string
+    method = method.decode("ascii", "replace")
+    if path.startswith("/ingest/"):
+        metrics.ingest_answered(path, 413, "too_large", 0.0)
+    fields = {"method": method, "path": path, "status": 413, "latency_ms": 0.0}
+    logs.access_log.info("%s %s 413 (body over the limit, not read)", method, path, extra=fields)
 
 
 class BodyLimitedHTTPFactory(HTTPFactory):

@@ -68,9 +68,14 @@ def sockets_for(args):
     return [first] + [listening_socket(args.host, port, reuseport=True) for _ in range(args.workers - 1)]
 
 
+# Daphne's own access log writes whole URLs, query strings (which can carry a token) included: off
+# unless asked for (``-- -v 1``, which comes later and wins). Fluxo logs each request (fluxo.logs).
+QUIET = ("-v", "0")
+
+
 def spawn(sock, args):
     # fluxo.daphne_main is daphne's command line with request bodies capped before they are read.
-    command = [sys.executable, "-m", "fluxo.daphne_main", "--fd", str(sock.fileno()), *args.daphne_args]
+    command = [sys.executable, "-m", "fluxo.daphne_main", "--fd", str(sock.fileno()), *QUIET, *args.daphne_args]
     command.append(args.application)
     return subprocess.Popen(command, pass_fds=(sock.fileno(),))  # noqa: S603 (our own interpreter and arguments)
 

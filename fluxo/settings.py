@@ -3,6 +3,7 @@
 Defaults run on a laptop with nothing set: a SQLite file and an embedded Redis under var/.
 """
 
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -37,6 +38,16 @@ def _secret_key():
 
 
 SECRET_KEY = _secret_key()
+
+# --- Metrics: the process-held counters of every Fluxo process of this host, in one folder -------------
+# prometheus-client's multiprocess mode reads this variable when a metric is made (fluxo.metrics).
+FLUXO_METRICS_DIR = VAR_DIR / "metrics"
+FLUXO_METRICS_DIR.mkdir(exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(FLUXO_METRICS_DIR)
+# Set: /metrics answers only "Authorization: Bearer <token>"; unset: only loopback peers.
+FLUXO_METRICS_TOKEN = env.get_str("FLUXO_METRICS_TOKEN")
+if FLUXO_METRICS_TOKEN is not None and len(FLUXO_METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("FLUXO_METRICS_TOKEN must be at least 16 characters")
 DEBUG = env.get_bool("DEBUG", False)
 ALLOWED_HOSTS = env.get_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 
@@ -164,6 +175,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# JSON logs: Celery keeps the root logger as LOGGING below configures it.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = env.get_str("FLUXO_LOG_FORMAT", "plain").lower() != "json"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Exactly one beat: a second one waits on a lock (PostgreSQL advisory lock, or a file under var/).
 CELERY_BEAT_SCHEDULER = "fluxo.beat:LockedScheduler"
@@ -311,11 +324,20 @@ USE_TZ = True
 FLUXO_LOG_LEVEL = env.get_str("FLUXO_LOG_LEVEL", "INFO").upper()
 if FLUXO_LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR"):
     raise ImproperlyConfigured(f"FLUXO_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {FLUXO_LOG_LEVEL!r}")
+FLUXO_LOG_FORMAT = env.get_str("FLUXO_LOG_FORMAT", "plain").lower()
+if FLUXO_LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"FLUXO_LOG_FORMAT must be plain or json, not {FLUXO_LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "fluxo.logs.JsonFormatter"},
+    },
+    "filters": {"request_id": {"()": "fluxo.logs.RequestIdFilter"}},
+    "handlers": {
+        "stderr": {"class": "logging.StreamHandler", "formatter": FLUXO_LOG_FORMAT, "filters": ["request_id"]}
+    },
     "root": {"handlers": ["stderr"], "level": "WARNING"},
     "loggers": {
         "fluxo": {"level": FLUXO_LOG_LEVEL},
@@ -324,3 +346,6 @@ LOGGING = {
         "alerts": {"level": FLUXO_LOG_LEVEL},
     },
 }
+if FLUXO_LOG_FORMAT == "json":
+    # Celery then leaves logging as configured here (fluxo.celery), so its lines are JSON too.
+    LOGGING["loggers"]["celery"] = {"level": "INFO"}

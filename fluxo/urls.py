@@ -3,8 +3,12 @@ from django.urls import include, path
 from oauth2_provider import views as oauth_views
 
 from alerts import api as alerts_api
+from fluxo import health
 
 urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics_view, name="metrics"),
     path("", include("streams.urls")),
     path("", include("dashboard.urls")),
     path("alerts/", include("alerts.urls")),

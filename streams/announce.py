@@ -19,6 +19,8 @@ from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from fluxo import logs, metrics
+
 log = logging.getLogger(__name__)
 
 BATCH_CHANNEL = "fluxo:batches"
@@ -69,9 +71,11 @@ def _run(what, build):
         log.warning("could not %s over Redis (%s); carrying on without it", what, exc.__class__.__name__)
 
 
-def batch_committed(stored, received_at, duplicates_by_source, foreign_by_source=None):
+def batch_committed(stored, received_at, duplicates_by_source, foreign_by_source=None, protocol="unknown"):
     """Announce a committed batch; count what each source accepted, saw twice, and got for a
-    Munchkin ID it does not deliver for (stored with it, flagged munchkin_foreign)."""
+    Munchkin ID it does not deliver for (stored with it, flagged munchkin_foreign); in Redis for the
+    dashboards, and in this process for /metrics."""
+    metrics.events_committed(stored.counts, duplicates_by_source, protocol)
     message = None
     if stored.batch_id is not None:
         message = orjson.dumps(
@@ -80,6 +84,7 @@ def batch_committed(stored, received_at, duplicates_by_source, foreign_by_source
     accepted = {}
     for source_id, _stream, _type, _type_id, n in stored.counts:
         accepted[source_id] = accepted.get(source_id, 0) + n
+    logs.note(source=next(iter(accepted | duplicates_by_source), None))
 
     def build(pipe):
         if message is not None:
@@ -99,6 +104,7 @@ def batch_committed(stored, received_at, duplicates_by_source, foreign_by_source
 def request_refused(source_id, reason, status, detail, now):
     """Count a refused request (auth, signature, malformed, too_large) and keep it for the setup page."""
     entry = orjson.dumps({"at": now.isoformat(), "reason": reason, "status": status, "detail": detail})
+    logs.note(source=source_id)
 
     def build(pipe):
         pipe.hincrby(counters_key(source_id), f"rejected_{reason}", 1)

@@ -153,7 +153,8 @@ def _commit(rows, source, protocol, meta=None):
     if stored.duplicates:
         duplicates[source.id] = stored.duplicates
     foreign = sum(1 for row in rows if FOREIGN_FLAG in row["flags"])
-    announce.batch_committed(stored, received_at, duplicates, {source.id: foreign} if foreign else {})
+    foreign_by_source = {source.id: foreign} if foreign else {}
+    announce.batch_committed(stored, received_at, duplicates, foreign_by_source, protocol=protocol)
     return JsonResponse({"accepted": stored.accepted, "duplicates": stored.duplicates})
 
 

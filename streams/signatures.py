@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.conf import settings
 
+from fluxo import metrics
 from fluxo.ttlcache import TTLCache
 
 KEY_PATH_RE = re.compile(r"\A/prod/keys/pub-key-[A-Za-z0-9-]+\.pem\Z")
@@ -259,6 +260,17 @@ def _spend(source_id):
 
 
 def _download(path):
+    """The key at ``path``, None when the key host has none; counted by outcome for /metrics."""
+    try:
+        key = _fetch_key(path)
+    except KeyUnavailable:
+        metrics.key_fetched("unavailable")
+        raise
+    metrics.key_fetched("fetched" if key is not None else "refused")
+    return key
+
+
+def _fetch_key(path):
     """The key the host serves at ``path``; None for a 4xx (other than 429) or no RSA key in the answer."""
     url = settings.ADOBE_IO_KEY_BASE_URL.rstrip("/") + path
     try:

@@ -77,13 +77,14 @@ def _manage(env, *args):
 
 
 @contextlib.contextmanager
-def daphne(env):
+def daphne(env, args=()):
     """The web process as make run starts it (daphne through fluxo.daphne_main) on a free loopback
-    port; yields its base URL."""
+    port, with ``args`` for daphne; yields its base URL."""
     port = free_port()
     log = open(Path(env["FLUXO_VAR_DIR"]) / f"daphne-{port}.log", "w")  # noqa: SIM115
+    command = [sys.executable, "-m", "fluxo.daphne_main", "-b", "127.0.0.1", "-p", str(port), *args]
     process = subprocess.Popen(
-        [sys.executable, "-m", "fluxo.daphne_main", "-b", "127.0.0.1", "-p", str(port), "fluxo.asgi:application"],
+        [*command, "fluxo.asgi:application"],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -97,6 +98,25 @@ def daphne(env):
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@contextlib.contextmanager
+def serve(env, workers=2, args=()):
+    """``python -m fluxo.serve --workers N`` on a free loopback port; yields its base URL."""
+    port = free_port()
+    log = open(Path(env["FLUXO_VAR_DIR"]) / f"serve-{port}.log", "w")  # noqa: SIM115
+    command = [sys.executable, "-m", "fluxo.serve", "--workers", str(workers), "--bind", f"127.0.0.1:{port}"]
+    process = subprocess.Popen([*command, "--", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_until_listening(port, process, log.name)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()

@@ -27,6 +27,17 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] && [ "$(id -u)
     || echo "!! could not install nginx: the deployment kit's nginx tests will be skipped"
 fi
 
+# The metrics tests run Debian's prometheus (the server and promtool); install it when missing and we may.
+if ! command -v promtool >/dev/null 2>&1 || [ ! -x /usr/bin/prometheus ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing Debian's prometheus for the metrics tests"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+      || echo "!! could not install prometheus: the Prometheus scrape tests will be skipped"
+  else
+    echo "!! prometheus is missing and cannot be installed here: the Prometheus scrape tests will be skipped"
+  fi
+fi
+
 # PostgreSQL without REDIS_URL refuses the embedded Redis: take the local Redis when one answers
 # PING on 127.0.0.1:6379, else allow the embedded one (FLUXO_EMBEDDED_REDIS=1).
 # Sets REDIS_CHOICE to what it chose (not in a subshell: it exports).
