@@ -27,7 +27,7 @@ UNITS = sorted(SYSTEMD.glob("*.service"))
 ENV_EXAMPLE = SYSTEMD / "fluxo.env.example"
 # Read by Fluxo once the work in flight beside this kit is merged (issue 11): trusted proxies, the
 # metrics token, JSON logs, the embedded Redis beside PostgreSQL.
-COMING = {"FLUXO_TRUSTED_PROXIES", "FLUXO_METRICS_TOKEN", "FLUXO_LOG_FORMAT", "FLUXO_EMBEDDED_REDIS"}
+COMING = set()  # names the kit may list before the code knows them (none now)
 # For development and tests only: not in a production environment file.
 NOT_FOR_PRODUCTION = {"FLUXO_SIMULATE", "FLUXO_SLACK_API_URL", "FLUXO_PORT"}
 
