@@ -29,6 +29,7 @@ from alerts.models import Delivery, EvaluatedBatch, EvaluatorFloor
 from dashboard.models import RolledUpBatch, RollupFloor
 from fluxo import logs
 from streams import announce
+from streams import archive as event_archive
 from streams import partitions as event_partitions
 from streams.models import Batch
 
@@ -144,6 +145,7 @@ def figures():
             "rollup_lag": consumer_lag(RollupFloor, RolledUpBatch, now),
             "deliveries": delivery_queue(now),
             "retention": retention(now, result["partitions"]["partitioned"]),
+            "archive": event_archive.status(now),
         }
     result["status"] = _status(result)
     return result
@@ -162,7 +164,9 @@ def _status(result):
         )
     )
     overdue = result["retention"]["oldest_batch_age_s"] > result["retention"]["overdue_after_s"]
-    return "degraded" if (not result["redis"] or stale or behind or overdue or _partitions_short(result)) else "ok"
+    archive_failing = result["archive"]["enabled"] and result["archive"]["failing_days"] > 0
+    degraded = not result["redis"] or stale or behind or overdue or archive_failing or _partitions_short(result)
+    return "degraded" if degraded else "ok"
 
 
 def _partitions_short(result):
@@ -287,6 +291,20 @@ class FiguresCollector:
             f["retention"]["oldest_batch_age_s"],
         )
         yield from _partition_figures(f["partitions"])
+        yield from _archive_figures(f["archive"])
+
+
+def _archive_figures(state):
+    """Parquet archives (streams.archive.status): none counted when archiving is off."""
+    yield _gauge(
+        "fluxo_archive_enabled", "1 when days are archived before retention removes them.", 1 if state["enabled"] else 0
+    )
+    for name, key, documentation in (
+        ("fluxo_archive_archived", "archived_days", "Source-days of the retention window archived and checked."),
+        ("fluxo_archive_backlog", "backlog_days", "Source-days due for archiving and not archived yet."),
+        ("fluxo_archive_failing", "failing_days", "Source-days whose last archive attempt failed."),
+    ):
+        yield _gauge(name, documentation, state[key] if state["enabled"] else 0)
 
 
 def _partition_figures(state):
