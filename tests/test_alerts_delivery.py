@@ -113,7 +113,7 @@ def test_a_delivery_not_yet_due_is_not_claimed(rule, hook, receiver, now):
 
 
 def test_dispatch_queues_the_due_deliveries_oldest_first_and_bounded(rule, hook, now):
-    broker, queue = announce.client(), "celery"  # Celery's default queue, a Redis list (LPUSH, BRPOP)
+    broker, queue = announce.client(), "deliveries"  # the deliveries queue, a Redis list (LPUSH, BRPOP)
     before = broker.llen(queue)
     alert = make_alert(rule, now)
     late = make_delivery(alert, hook, now - timedelta(seconds=5))
