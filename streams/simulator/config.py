@@ -18,6 +18,7 @@ MUNCHKIN_RE = re.compile(r"\A[0-9]{3}-[A-Z]{3}-[0-9]{3}\Z")
 DEFAULT_MUNCHKIN = "000-SIM-000"
 DEFAULT_CLIENT_ID = "fluxo-sandbox"
 DEFAULT_KEY_PORT = 8765
+DEFAULT_ADOBE_PORT = 8766
 
 
 class ConfigError(ValueError):
@@ -57,6 +58,8 @@ class Config:
     time_scale: float = 1.0
     timeout: float | None = None  # None: 10 s (I/O) and 20 s (legacy)
     key_port: int = DEFAULT_KEY_PORT
+    adobe_port: int = 0  # IMS, journals, registration API (streams.simulator.adobe); 0: any free port
+    adobe_client_secret: str = "sandbox-secret"  # noqa: S105 (the sandbox's, documented)
     key_dir: Path = Path("var/simulator")
     forge: bool = False
     rotate_keys_every: float | None = None
@@ -105,6 +108,8 @@ def from_options(options, var_dir):
         time_scale=options["time_scale"],
         timeout=options.get("timeout"),
         key_port=options["key_port"],
+        adobe_port=options.get("adobe_port") or 0,
+        adobe_client_secret=options.get("adobe_client_secret") or "sandbox-secret",
         key_dir=Path(var_dir) / "simulator",
         forge=options.get("forge", False),
         rotate_keys_every=options.get("rotate_keys_every"),

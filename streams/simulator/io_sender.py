@@ -111,9 +111,15 @@ class IoSender:
         self.pending = collections.deque()  # (SimEvent, encoded bytes)
         self.in_flight = 0
         self._flush_due = False
+        self.journal = None  # streams.simulator.adobe.Journal: every event offered, delivered or not
+        self._re_enable_requested = False
 
     def offer(self, event):
         self.stats.generated += 1
+        if self.journal is not None:
+            self.journal.append(event.io)  # Adobe journals it whatever becomes of the webhook delivery
+        if self._re_enable_requested:
+            self._re_enable()
         if self.registration.state == DISABLED:
             self.stats.drop("disabled")  # Adobe only journals it: the webhook never sees it
             return
@@ -189,6 +195,15 @@ class IoSender:
             self.stats.drop("retry_window", len(delivery.events))  # Adobe gives up after 24 hours
             return
         self.loop.at(due, lambda: self._attempt(delivery))
+
+    def re_enable(self):
+        """Re-enabled in the Developer Console (from the Adobe server's thread): applied at the next offer."""
+        self._re_enable_requested = True
+
+    def _re_enable(self):
+        self._re_enable_requested = False
+        self.registration = Registration(self.options.time_scale)
+        self.stats.set_state(self.loop.now(), ACTIVE)
 
     def _update_state(self, state):
         if state == UNSTABLE and self.stats.state != UNSTABLE:

@@ -101,6 +101,16 @@ def _how(group):
         default=simulator_config.DEFAULT_KEY_PORT,
         help=f"port of the public-key server on 127.0.0.1 (default {simulator_config.DEFAULT_KEY_PORT}; 0: any)",
     )
+    group.add_argument(
+        "--adobe-port",
+        type=int,
+        default=0,
+        help="port of the sandbox's IMS, journals and registration API on 127.0.0.1 (default: any free one; "
+        f"make run uses {simulator_config.DEFAULT_ADOBE_PORT})",
+    )
+    group.add_argument(
+        "--adobe-client-secret", help="the IMS client secret the sandbox accepts (default sandbox-secret)"
+    )
     group.add_argument("--forge", action="store_true", help="sign with keys that are not served (must be refused)")
     group.add_argument("--rotate-keys-every", type=float, metavar="SECONDS", help="rotate a signing key this often")
     group.add_argument("--queue-size", type=int, default=100_000, help="legacy push queue; overflow is dropped")
