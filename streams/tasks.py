@@ -2,7 +2,8 @@
 
 from celery import shared_task
 
-from streams import auth, partitions, retention, validation
+from streams import auth, journal, partitions, registration_health, retention, validation
+from streams.models import JournalCursor
 
 
 @shared_task(name="streams.prune_events", soft_time_limit=1700, time_limit=1800)
@@ -24,3 +25,32 @@ def open_validation_urls():
 def retire_expired_grace():
     """Delete the Fluxo OAuth clients of replaced credentials whose grace period has ended."""
     return auth.retire_expired_grace()
+
+
+# --- Adobe's journal (streams.journal). Named streams.journal_*: routed to the maintenance queue, so a
+# long backfill never delays alert evaluation or deliveries. A run ends within its time limit and the
+# next one resumes from the cursor committed with the last page.
+
+
+@shared_task(name="streams.journal_poll", soft_time_limit=55, time_limit=60)
+def journal_poll():
+    """The beat's tick: a continuous run for each registration whose journal is polled and due."""
+    return journal.poll_due(budget_seconds=40)
+
+
+@shared_task(name="streams.journal_backfill", soft_time_limit=3500, time_limit=3600)
+def journal_backfill(registration_id, start=None):
+    """A backfill; ``start`` (oldest or seek=-PT…S) begins a new one, None resumes the current one."""
+    if start is not None:
+        journal.start_backfill(registration_id, start)
+    progress = journal.run(registration_id, JournalCursor.Kind.BACKFILL, budget_seconds=3300)
+    if not (progress.at_end or progress.busy or progress.stopped):
+        # Out of time or Adobe failing: go on later from the committed cursor.
+        journal_backfill.apply_async((registration_id,), countdown=30)
+    return progress.as_json()
+
+
+@shared_task(name="streams.journal_registration_states", soft_time_limit=110, time_limit=120)
+def journal_registration_states():
+    """Adobe's own view of each registration with credentials (webhook_status, enabled)."""
+    return registration_health.poll_adobe_states()

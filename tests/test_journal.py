@@ -7,68 +7,25 @@ import logging
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from streams import journal, secretbox
 from streams.models import AdobeRegistration, Batch, Event, JournalCursor, JournalGap
-from streams.simulator.adobe import DAY, AdobeServer
-from streams.simulator.generators import Generator
+from streams.simulator.adobe import DAY
 from tests.ingest import io_post
+from tests.journal_sandbox import (
+    BACKFILL,
+    CONTINUOUS,
+    REGISTRATION,
+    SECRET,
+    adobe,
+    backfill,
+    clock,
+    journaled,
+    registration,
+)
 
-CLIENT_ID = "fluxo-sandbox"
-REGISTRATION = "reg-activity"
-SECRET = "sandbox-secret"
-BACKFILL, CONTINUOUS = JournalCursor.Kind.BACKFILL, JournalCursor.Kind.CONTINUOUS
-
-
-class Clock:
-    def __init__(self):
-        self.seconds = 0.0
-
-    def now(self):
-        return self.seconds
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def adobe(settings, clock, monkeypatch):
-    server = AdobeServer(clock.now).start()
-    settings.ADOBE_IMS_URL = settings.ADOBE_IO_API_URL = settings.ADOBE_JOURNAL_URL = server.url
-    settings.FLUXO_SECRETS_KEY = secretbox.new_key()
-    monkeypatch.setattr(journal, "RETRY_DELAYS", (0.01, 0.01, 0.01))
-    journal.forget_tokens()
-    server.journal = server.add(REGISTRATION, CLIENT_ID)
-    yield server
-    server.close()
-    journal.forget_tokens()
-
-
-@pytest.fixture
-def registration(source, adobe):
-    return AdobeRegistration.objects.create(
-        name="Acme activities",
-        source=source,
-        journal_url=adobe.journal_url(REGISTRATION),
-        ims_client_id=CLIENT_ID,
-        ims_org_id="sandbox@AdobeOrg",
-        client_secret_encrypted=secretbox.seal(SECRET),
-    )
-
-
-def journaled(adobe, source, count, seed=1):
-    """``count`` generated events of the source's Munchkin ID, journaled; their I/O elements."""
-    elements = [event.io for event in Generator(source.munchkin_id, seed, CLIENT_ID).take(count)]
-    for element in elements:
-        adobe.journal.append(element)
-    return elements
-
-
-def backfill(registration, **options):
-    journal.start_backfill(registration.id)
-    return journal.run(registration.id, BACKFILL, **options)
+__all__ = ["adobe", "clock", "registration"]  # fixtures
 
 
 def stored_once(source, elements):
@@ -319,3 +276,44 @@ def test_the_state_for_metrics_gives_each_cursors_lag(registration, source, adob
 
     assert behind["cursor"] == CONTINUOUS and behind["lag_seconds"] == 300.0
     assert caught_up["lag_seconds"] == 0.0 and caught_up["entries_read"] == 600 and caught_up["state"] == "idle"
+
+
+class _Sender:
+    """The sandbox's registration state as a sender keeps it (Active, Unstable, Disabled)."""
+
+    def __init__(self, state):
+        self.registration = type("State", (), {"state": state})()
+
+
+def test_adobe_registration_state_is_polled_and_a_disabled_one_is_reported(registration, adobe):
+    from streams import registration_health
+
+    journal_, _, client_id = adobe.registrations[REGISTRATION]
+    adobe.registrations[REGISTRATION] = (journal_, _Sender("disabled"), client_id)
+    registration.registration_path = adobe.registration_path(REGISTRATION)
+    registration.save()
+
+    registration_health.poll_adobe_states()
+
+    registration.refresh_from_db()
+    assert (registration.adobe_webhook_status, registration.adobe_enabled) == ("DISABLED", False)
+    health = registration_health.estimate(registration)
+    assert health.level == "disabled" and "re-enable it in the Adobe Developer Console" in health.advice
+
+
+def test_the_gap_report_shows_the_silence_and_what_the_journal_brought_back(
+    registration, source, adobe, client, key_server, signed_headers
+):
+    from streams import registration_health
+    from streams.models import Batch as BatchRow
+
+    elements = journaled(adobe, source, 100)
+    io_post(client, source, signed_headers, elements[:10])
+    BatchRow.objects.filter(protocol="io").update(received_at=timezone.now() - timedelta(hours=5))
+    backfill(registration)
+
+    (gap,) = registration_health.gap_report(source, now=timezone.now() + timedelta(minutes=5))
+
+    assert gap.duration >= timedelta(hours=4, minutes=59) and not gap.beyond_journal
+    in_gap = Event.objects.filter(batch__protocol="journal", occurred_at__gte=gap.start, occurred_at__lt=gap.end)
+    assert gap.recovered == in_gap.count() == 90
