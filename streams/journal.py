@@ -45,7 +45,6 @@ TIMEOUT = 30.0
 PAGE_LIMIT = 500  # events per page asked for (Adobe also caps a page at 1.5 MB)
 RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)  # then the run gives up; the next run resumes from the cursor
 TOKEN_MARGIN = timedelta(minutes=5)  # a token is renewed this long before it expires
-LEASE = timedelta(minutes=2)
 # A continuous poll's events that occurred longer ago than this are marked late, as backfilled ones are.
 LATE_AFTER = timedelta(minutes=5)
 MALFORMED_FLAG = "journal_malformed"
@@ -496,20 +495,27 @@ def _record_gap(registration, cursor, owner):
 # --- The lease and the stop ---------------------------------------------------------------------------------------
 
 
+def _lease():
+    """How long a job may go without committing a page before another may take over (a killed worker)."""
+    return timedelta(seconds=settings.FLUXO_JOURNAL_LEASE_SECONDS)
+
+
 def _take_lease(registration_id, owner):
     now = timezone.now()
     free = Q(leased_until__isnull=True) | Q(leased_until__lt=now)
     taken = (
         AdobeRegistration.objects.filter(free, pk=registration_id)
         .exclude(journal_state=AdobeRegistration.Journal.STOPPED)
-        .update(leased_until=now + LEASE, lease_owner=owner, journal_state=AdobeRegistration.Journal.RUNNING)
+        .update(leased_until=now + _lease(), lease_owner=owner, journal_state=AdobeRegistration.Journal.RUNNING)
     )
     return taken == 1
 
 
 def _renew_lease(registration_id, owner, now):
     """Inside the page's transaction: a job presumed dead (its lease taken over) commits nothing."""
-    renewed = AdobeRegistration.objects.filter(pk=registration_id, lease_owner=owner).update(leased_until=now + LEASE)
+    renewed = AdobeRegistration.objects.filter(pk=registration_id, lease_owner=owner).update(
+        leased_until=now + _lease()
+    )
     if renewed != 1:
         raise LeaseLost(f"registration {registration_id}: another journal job holds it now")
 

@@ -471,7 +471,7 @@ class AdobeRegistration(models.Model):
     adobe_enabled = models.BooleanField(null=True, editable=False)
     adobe_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
     adobe_check_error = models.TextField(blank=True, editable=False)
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
         ordering = ["name"]

@@ -24,6 +24,7 @@ import json
 import re
 import secrets
 import threading
+import time
 import urllib.parse
 
 import orjson
@@ -119,8 +120,9 @@ class Journal:
 class AdobeServer:
     """IMS, journals and the registration API on 127.0.0.1, for the registrations of one simulator run."""
 
-    def __init__(self, clock, time_scale=1.0, port=0, client_secret=DEFAULT_SECRET, org=DEFAULT_ORG):
+    def __init__(self, clock, time_scale=1.0, port=0, client_secret=DEFAULT_SECRET, org=DEFAULT_ORG, page_delay=0.0):
         self.clock = clock
+        self.page_delay = page_delay  # real seconds before each journal page (drills: a slow Adobe)
         self.time_scale = time_scale
         self.client_secret = client_secret
         self.org = org
@@ -268,6 +270,8 @@ class AdobeServer:
             since, limit, seek, latest = _journal_query(query)
         except ValueError as exc:
             return 400, {"error": str(exc)}
+        if self.page_delay:
+            time.sleep(self.page_delay)
         entries, expired = journal.read(since, limit, seek, latest)
         if expired:
             return 410, {"error": "position expired"}

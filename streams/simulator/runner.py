@@ -60,7 +60,7 @@ class Run:
     senders: list = field(default_factory=list)
     keyring: keys.KeyRing | None = None
     key_server: keys.KeyServer | None = None
-    adobe: adobe.AdobeServer | None = None
+    adobe: "adobe.AdobeServer | None" = None  # a string: the field would shadow the module
     interrupted: bool = False
     stop_requested: threading.Event = field(default_factory=threading.Event)
     generation_over_at: float | None = None
@@ -70,17 +70,20 @@ class Run:
         return [sender.stats for sender in self.senders]
 
 
-def run(config, clock=None, keyring=None, show_status=False, on_start=None):
+def run(config, clock=None, keyring=None, show_status=False, on_start=None, adobe_server=None):
     """Run the simulator as configured; return the summary dict (its ``exit_code`` included).
 
     ``on_start(run)`` is called once everything is listening and before the first event (tests use
-    it to reach the run's state, and to stop it with ``run.stop_requested.set()``).
+    it to reach the run's state, and to stop it with ``run.stop_requested.set()``). An ``adobe_server``
+    given is used and left running (tests read its journals after the run).
     """
     loop = Loop(clock or RealClock(), workers=_workers(config))
     state = Run(config, loop)
     try:
         _start_keys(state, keyring)
-        _start_adobe(state)
+        state.adobe = adobe_server
+        if adobe_server is None:
+            _start_adobe(state)
         _build(state)
         if on_start:
             on_start(state)
@@ -92,7 +95,7 @@ def run(config, clock=None, keyring=None, show_status=False, on_start=None):
         loop.close()
         if state.key_server:
             state.key_server.close()
-        if state.adobe:
+        if state.adobe and adobe_server is None:
             state.adobe.close()
     return summary(state)
 
