@@ -96,6 +96,7 @@ class IoOptions:
     time_scale: float = 1.0
     concurrency: int = 4
     provider: str = ""
+    outage: tuple | None = None  # (from, until) in loop seconds: Fluxo "down", every attempt fails unsent
 
 
 class IoSender:
@@ -145,6 +146,12 @@ class IoSender:
             self._attempt(delivery)
 
     def _attempt(self, delivery):
+        outage = self.options.outage
+        if outage and outage[0] <= self.loop.now() < outage[1]:
+            # The drill's outage: as if Fluxo (or its network) were down; answered on the loop, not sent.
+            failed = transport.Answer(transport.NETWORK_ERROR, error="simulated outage")
+            self.loop.after(0, lambda: self._answered(delivery, failed))
+            return
         headers = self._headers(delivery)
         body, url, timeout, forged = delivery.body, self.options.url, self.options.timeout, self.options.forged
 

@@ -176,6 +176,7 @@ def _io_sender(state, target, stream, client):
         time_scale=config.time_scale,
         concurrency=config.io_concurrency,
         provider=str(uuid.uuid5(uuid.NAMESPACE_URL, f"marketo:{target.munchkin_id}:{stream}")),
+        outage=config.outage,
     )
     sender = io_sender.IoSender(state.loop, Stats(target.munchkin_id, "io", stream), options, state.keyring, client)
     if state.adobe:
