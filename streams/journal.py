@@ -26,6 +26,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -397,24 +398,36 @@ def _read(registration_id, kind, owner, progress, max_pages, on_page, budget_sec
     check_journal_url(registration.journal_url)
     cursor, _ = JournalCursor.objects.get_or_create(registration=registration, kind=kind, defaults={"start": "oldest"})
     deadline = time.monotonic() + budget_seconds if budget_seconds else None
-    while max_pages is None or progress.pages < max_pages:
-        if deadline and time.monotonic() > deadline:
-            return
-        url = cursor.next_url or (since_url(registration, cursor.position) if cursor.position else None)
-        url = url or first_url(registration, cursor.start or "oldest")
-        try:
-            page = read_page(registration, url)
-        except Expired:
-            _record_gap(registration, cursor, owner)
-            progress.gaps += 1
-            continue
-        _commit_page(registration, cursor, page, owner, progress)
-        progress.pages += 1
-        if on_page:
-            on_page(progress)
-        if page.at_end:
-            progress.at_end = True
-            return
+    # The next page is fetched while this one is stored: Adobe's time and the database's overlap. Only
+    # the fetch runs ahead; the cursor still moves with each committed page, in order.
+    with ThreadPoolExecutor(1, thread_name_prefix="journal-fetch") as fetcher:
+        ahead = None  # (url, future)
+        while max_pages is None or progress.pages < max_pages:
+            if deadline and time.monotonic() > deadline:
+                return
+            url = cursor.next_url or (since_url(registration, cursor.position) if cursor.position else None)
+            url = url or first_url(registration, cursor.start or "oldest")
+            fetched = ahead[1] if ahead and ahead[0] == url else fetcher.submit(read_page, registration, url)
+            try:
+                page = fetched.result()
+            except Expired:
+                _record_gap(registration, cursor, owner)
+                progress.gaps += 1
+                ahead = None
+                continue
+            more = max_pages is None or progress.pages + 1 < max_pages
+            ahead = (
+                (page.next_url, fetcher.submit(read_page, registration, page.next_url))
+                if (more and page.next_url and not page.at_end)
+                else None
+            )
+            _commit_page(registration, cursor, page, owner, progress)
+            progress.pages += 1
+            if on_page:
+                on_page(progress)
+            if page.at_end:
+                progress.at_end = True
+                return
 
 
 def _commit_page(registration, cursor, page, owner, progress):

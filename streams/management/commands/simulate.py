@@ -40,7 +40,6 @@ class Command(BaseCommand):
         if summary["exit_code"]:
             raise SystemExit(summary["exit_code"])
 
-
     def _announce_adobe(self, run):
         """Where Fluxo reads each registration's journal (for add_registration), before the status table."""
         if run.adobe is None:
