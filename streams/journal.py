@@ -407,9 +407,9 @@ def _read(registration_id, kind, owner, progress, max_pages, on_page, budget_sec
                 return
             url = cursor.next_url or (since_url(registration, cursor.position) if cursor.position else None)
             url = url or first_url(registration, cursor.start or "oldest")
-            fetched = ahead[1] if ahead and ahead[0] == url else fetcher.submit(read_page, registration, url)
+            fetched = ahead[1] if ahead and ahead[0] == url else fetcher.submit(_fetch, registration, url)
             try:
-                page = fetched.result()
+                page, rows = fetched.result()
             except Expired:
                 _record_gap(registration, cursor, owner)
                 progress.gaps += 1
@@ -417,11 +417,11 @@ def _read(registration_id, kind, owner, progress, max_pages, on_page, budget_sec
                 continue
             more = max_pages is None or progress.pages + 1 < max_pages
             ahead = (
-                (page.next_url, fetcher.submit(read_page, registration, page.next_url))
+                (page.next_url, fetcher.submit(_fetch, registration, page.next_url))
                 if (more and page.next_url and not page.at_end)
                 else None
             )
-            _commit_page(registration, cursor, page, owner, progress)
+            _commit_page(registration, cursor, page, rows, owner, progress)
             progress.pages += 1
             if on_page:
                 on_page(progress)
@@ -430,10 +430,15 @@ def _read(registration_id, kind, owner, progress, max_pages, on_page, budget_sec
                 return
 
 
-def _commit_page(registration, cursor, page, owner, progress):
+def _fetch(registration, url):
+    """A page and its rows: parsed and normalised on the fetch thread, while the previous page is stored."""
+    page = read_page(registration, url)
+    return page, [entry_row(entry, registration.id) for entry in page.entries]
+
+
+def _commit_page(registration, cursor, page, rows, owner, progress):
     """The page's events and the cursor after them, in one transaction; announced after commit."""
     now = timezone.now()
-    rows = [entry_row(entry, registration.id) for entry in page.entries]
     malformed = sum(1 for row in rows if MALFORMED_FLAG in row["flags"])
     newest = max((row["occurred_at"] for row in rows if row["occurred_at"]), default=None)
     meta = _batch_meta(registration, cursor, rows, now)
