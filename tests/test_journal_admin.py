@@ -116,3 +116,24 @@ def test_add_registration_reads_the_secret_from_the_environment(source, key, mon
 def test_add_registration_refuses_a_journal_url_elsewhere(source, key):
     with pytest.raises(CommandError, match="must be on"):
         call_command("add_registration", "x", "--source", source.name, "--journal-url", "https://example.com/events")
+
+
+def test_the_overviews_stream_health_says_where_each_registration_stands(client, source, key):
+    from django.utils import timezone
+
+    from tests.test_dashboard_overview import snapshot
+
+    AdobeRegistration.objects.create(
+        name="Acme activities",
+        source=source,
+        adobe_enabled=True,
+        adobe_webhook_status="UNSTABLE",
+        adobe_checked_at=timezone.now(),
+    )
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+
+    (row,) = snapshot(client)["health"]
+
+    (registration,) = row["registrations"]
+    assert registration["name"] == "Acme activities" and registration["level"] == "unstable"
+    assert "will disable it in 24 hours" in registration["advice"]
