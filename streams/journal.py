@@ -49,6 +49,7 @@ TOKEN_MARGIN = timedelta(minutes=5)  # a token is renewed this long before it ex
 # A continuous poll's events that occurred longer ago than this are marked late, as backfilled ones are.
 LATE_AFTER = timedelta(minutes=5)
 MALFORMED_FLAG = "journal_malformed"
+MAX_GAPS_PER_RUN = 2  # a 410 from the oldest position itself would otherwise loop
 
 
 class Stopped(Exception):
@@ -388,6 +389,8 @@ def run(registration_id, kind, max_pages=None, on_page=None, budget_seconds=None
     except Transient as exc:
         progress.error = str(exc)
         log.warning("journal of registration %s: %s; the next run resumes", registration_id, exc)
+    except LeaseLost as exc:
+        progress.busy, progress.error = True, str(exc)  # the page was rolled back; the other job goes on
     finally:
         _release_lease(registration_id, owner)
     return progress
@@ -411,6 +414,8 @@ def _read(registration_id, kind, owner, progress, max_pages, on_page, budget_sec
             try:
                 page, rows = fetched.result()
             except Expired:
+                if progress.gaps >= MAX_GAPS_PER_RUN:
+                    raise Transient("the journal keeps answering 410, even from its oldest position") from None
                 _record_gap(registration, cursor, owner)
                 progress.gaps += 1
                 ahead = None
@@ -563,8 +568,10 @@ def resume(registration_id):
 
 
 def poll_due(budget_seconds=40):
-    """One continuous run for each registration polled continuously whose retry-after has passed."""
+    """One continuous run for each registration polled continuously whose retry-after has passed, all of
+    them within ``budget_seconds`` (the rest wait for the next tick)."""
     now = timezone.now()
+    deadline = time.monotonic() + budget_seconds
     polled = {}
     registrations = AdobeRegistration.objects.filter(
         mode__in=[AdobeRegistration.Mode.SAFETY_NET, AdobeRegistration.Mode.ONLY]
@@ -573,7 +580,10 @@ def poll_due(budget_seconds=40):
         cursor = JournalCursor.objects.filter(registration=registration, kind=JournalCursor.Kind.CONTINUOUS).first()
         if cursor and cursor.not_before and cursor.not_before > now:
             continue
-        polled[registration.id] = run(registration.id, JournalCursor.Kind.CONTINUOUS, budget_seconds=budget_seconds)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        polled[registration.id] = run(registration.id, JournalCursor.Kind.CONTINUOUS, budget_seconds=left)
     return {rid: progress.as_json() for rid, progress in polled.items()}
 
 

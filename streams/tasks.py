@@ -38,15 +38,18 @@ def journal_poll():
     return journal.poll_due(budget_seconds=40)
 
 
+JOURNAL_BACKFILL_RESUMES = 20
+
+
 @shared_task(name="streams.journal_backfill", soft_time_limit=3500, time_limit=3600)
-def journal_backfill(registration_id, start=None):
+def journal_backfill(registration_id, start=None, resumes=0):
     """A backfill; ``start`` (oldest or seek=-PT…S) begins a new one, None resumes the current one."""
     if start is not None:
         journal.start_backfill(registration_id, start)
     progress = journal.run(registration_id, JournalCursor.Kind.BACKFILL, budget_seconds=3300)
-    if not (progress.at_end or progress.busy or progress.stopped):
-        # Out of time or Adobe failing: go on later from the committed cursor.
-        journal_backfill.apply_async((registration_id,), countdown=30)
+    if not (progress.at_end or progress.busy or progress.stopped) and resumes < JOURNAL_BACKFILL_RESUMES:
+        # Out of time or Adobe failing: go on later from the committed cursor (a bounded number of times).
+        journal_backfill.apply_async((registration_id, None, resumes + 1), countdown=30)
     return progress.as_json()
 
 

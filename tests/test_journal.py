@@ -99,8 +99,9 @@ def test_a_job_whose_lease_was_taken_over_commits_nothing(registration, source, 
     def another_job_takes_over(progress):
         AdobeRegistration.objects.filter(pk=registration.id).update(lease_owner="someone else")
 
-    with pytest.raises(journal.LeaseLost):
-        journal.run(registration.id, BACKFILL, on_page=another_job_takes_over)
+    progress = journal.run(registration.id, BACKFILL, on_page=another_job_takes_over)
+
+    assert progress.busy and "another journal job holds it" in progress.error
     assert Event.objects.count() == 500  # the page after the takeover was rolled back
 
 
@@ -317,3 +318,13 @@ def test_the_gap_report_shows_the_silence_and_what_the_journal_brought_back(
     assert gap.duration >= timedelta(hours=4, minutes=59) and not gap.beyond_journal
     in_gap = Event.objects.filter(batch__protocol="journal", occurred_at__gte=gap.start, occurred_at__lt=gap.end)
     assert gap.recovered == in_gap.count() == 90
+
+
+def test_a_journal_that_keeps_answering_410_ends_the_run_rather_than_looping(registration, source, adobe):
+    journaled(adobe, source, 10)
+    adobe.fail_next(5, 410)
+
+    progress = backfill(registration)
+
+    assert progress.gaps == journal.MAX_GAPS_PER_RUN and "keeps answering 410" in progress.error
+    assert JournalGap.objects.count() == journal.MAX_GAPS_PER_RUN
