@@ -18,7 +18,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from streams import journal
+from streams import announce, journal
 from streams.models import AdobeRegistration, Batch, Event, JournalCursor
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,9 @@ SILENT_AT_RISK = timedelta(minutes=30)
 SILENT_PROBABLY_OFF = timedelta(hours=24)
 ADOBE_STATE_FRESH = timedelta(hours=1)
 WEBHOOK_PROTOCOLS = ("io",)
+ADOBE_MIN_ATTEMPTS, ADOBE_FAILED_SHARE = 10, 0.8
+AT_RISK_FAILED_SHARE = 0.2  # Adobe calls a registration active while at least 20 % of attempts succeed
+AT_RISK_REDELIVERIES = 10
 RETENTION = timedelta(days=7)
 GAP_MIN = timedelta(minutes=10)
 
@@ -96,18 +99,46 @@ def _reported(registration, now):
 
 def _seen(registration, now):
     last = _last_webhook_batch(registration)
-    if last is None:
+    failed, succeeded, redelivered = _answers_last_day(registration, now)
+    attempts = failed + succeeded
+    if last is None and not failed:
         return Health(UNKNOWN, ["no webhook delivery yet"])
+    reasons = [f"last webhook delivery {_ago(now - last)} ago" if last else "no webhook delivery stored"]
+    if failed:
+        reasons.append(f"{failed} of {attempts} webhook requests in 24 h answered with an error (4xx or 503)")
+    if redelivered:
+        reasons.append(f"{redelivered} deliveries in 24 h were Adobe's retries")
+    # Adobe's rule, as far as Fluxo can see the attempts: at least 10 in 24 hours, 80 % of them failed.
+    if attempts >= ADOBE_MIN_ATTEMPTS and failed >= ADOBE_FAILED_SHARE * attempts:
+        return Health(PROBABLY_OFF, reasons)
+    if last is None:
+        return Health(AT_RISK, reasons)
     silence = now - last
     missed = _journal_ahead_of_webhook(registration, last)
-    reasons = [f"last webhook delivery {_ago(silence)} ago"]
     if missed:
         reasons.append("the journal holds newer events than the webhook delivered")
     if silence >= SILENT_PROBABLY_OFF:
         return Health(PROBABLY_OFF, reasons)
-    if silence >= SILENT_AT_RISK and (missed or registration.mode != AdobeRegistration.Mode.ONLY):
+    if (failed and failed >= AT_RISK_FAILED_SHARE * attempts) or redelivered >= AT_RISK_REDELIVERIES:
+        return Health(AT_RISK, reasons)
+    if silence >= SILENT_AT_RISK and missed:  # a quiet Marketo alone is no risk: the journal says it is not quiet
         return Health(AT_RISK, reasons)
     return Health(ACTIVE, reasons)
+
+
+def _answers_last_day(registration, now):
+    """(failed, succeeded, redelivered) webhook requests of the registration's source over 24 hours.
+
+    Succeeded: webhook batch rows (a request whose events were all duplicates writes none: a few are
+    missed). Failed: the refusals and 503s the receivers counted per hour in Redis.
+    """
+    source = registration.source
+    counts = announce.last_day(source.id, source.ingest_key, now)
+    failed = counts.get("refused", 0) + counts.get("unavailable", 0)
+    succeeded = Batch.objects.filter(
+        source=source, protocol__in=WEBHOOK_PROTOCOLS, received_at__gte=now - timedelta(hours=24)
+    ).count()
+    return failed, succeeded, counts.get("redelivered", 0)
 
 
 def _last_webhook_batch(registration):
