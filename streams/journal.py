@@ -96,7 +96,7 @@ def _send(method, url, headers, data=None):
         raise Transient(f"no answer from {urllib.parse.urlsplit(url).netloc} ({exc.__class__.__name__})") from exc
 
 
-def _retrying(method, url, headers, data=None):
+def retrying(method, url, headers, data=None):
     """The first answer that is neither 429 nor 5xx, retrying those and timeouts with backoff and jitter."""
     for attempt, delay in enumerate((*RETRY_DELAYS, None)):
         try:
@@ -158,8 +158,8 @@ def _fetch_token(registration):
     if registration.scopes:
         form["scope"] = registration.scopes
     headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
-    answer = _retrying("POST", settings.ADOBE_IMS_URL + "/ims/token/v3", headers, urllib.parse.urlencode(form).encode())
-    document = _json_object(answer.body)
+    answer = retrying("POST", settings.ADOBE_IMS_URL + "/ims/token/v3", headers, urllib.parse.urlencode(form).encode())
+    document = json_object(answer.body)
     if answer.status != 200 or not isinstance(document.get("access_token"), str):
         # IMS' error code only (e.g. invalid_client): its description could echo what was sent.
         error = wire.text(document.get("error"))[:100] or "no token"
@@ -168,7 +168,7 @@ def _fetch_token(registration):
     return document["access_token"], float(lifetime) if isinstance(lifetime, (int, float)) else 3600.0
 
 
-def _json_object(body):
+def json_object(body):
     try:
         value = json.loads(body or b"{}")
     except ValueError:
@@ -267,7 +267,7 @@ def _get_journal(registration, url, bearer):
         "x-ims-org-id": registration.ims_org_id,
         "Accept": "application/json",
     }
-    return _retrying("GET", url, headers)
+    return retrying("GET", url, headers)
 
 
 def _parse_page(body, next_url):

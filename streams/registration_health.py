@@ -227,12 +227,12 @@ def _get_registration(registration, url):
             "x-ims-org-id": registration.ims_org_id,
             "Accept": "application/json",
         }
-        answer = journal._retrying("GET", url, headers)
+        answer = journal.retrying("GET", url, headers)
         if answer.status not in (401, 403):
             break
     if answer.status != 200:
         raise journal.Transient(f"the registration API answered {answer.status}")
-    return journal._json_object(answer.body)
+    return journal.json_object(answer.body)
 
 
 def _checked(registration, status="", enabled=None, error=""):
