@@ -146,6 +146,7 @@ class SourceAdmin(admin.ModelAdmin):
             "tenancy": links.tenancy(source),
             "registrations": _registrations(source),
             "gaps": registration_health.gap_report(source),
+            "error_hours": registration_health.error_hours(source),
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/streams/source/setup.html", context)

@@ -142,6 +142,25 @@ def _count_hourly(pipe, who, what, now):
     pipe.expire(key, _HOURLY_TTL)
 
 
+def error_hours(source_id, ingest_key, now):
+    """[(hour start, refused, 503s)] of the last 24 hours in which the receivers answered errors, oldest first."""
+    hours = [(now - timedelta(hours=h)).replace(minute=0, second=0, microsecond=0) for h in range(23, -1, -1)]
+    try:
+        pipe = client().pipeline(transaction=False)
+        for hour in hours:
+            pipe.hget(_hourly_key(f"source:{source_id}", hour), "refused")
+            pipe.hget(_hourly_key(f"key:{ingest_key}", hour), "unavailable")
+        replies = pipe.execute()
+    except (redis.RedisError, OSError):
+        return []
+    found = []
+    for index, hour in enumerate(hours):
+        refused, down = (int(v or 0) for v in replies[2 * index : 2 * index + 2])
+        if refused or down:
+            found.append((hour, refused, down))
+    return found
+
+
 def last_day(source_id, ingest_key, now):
     """{"refused", "unavailable", "redelivered": n} over the 24 hours to ``now`` (empty if Redis is unreachable)."""
     hours = [now - timedelta(hours=h) for h in range(24)]

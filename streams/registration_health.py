@@ -286,6 +286,12 @@ def gap_report(source, days=14, now=None, minimum=GAP_MIN):
     return gaps
 
 
+def error_hours(source, now=None):
+    """The hours of the last day in which Fluxo answered the source's webhook with errors (refusals, 503s):
+    Adobe retried those deliveries for 24 hours; what it then dropped only a journal read brings back."""
+    return announce.error_hours(source.id, source.ingest_key, now or timezone.now())
+
+
 def _recovered(source, gap):
     return Event.objects.filter(
         source=source, batch__protocol=journal.PROTOCOL, occurred_at__gte=gap.start, occurred_at__lt=gap.end

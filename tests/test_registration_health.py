@@ -63,3 +63,16 @@ def test_adobes_retries_put_a_registration_at_risk(client, source, registration,
 def test_a_healthy_webhook_is_active(client, source, registration, key_server, signed_headers):
     io_post(client, source, signed_headers, elements(source, 5, 50))
     assert registration_health.estimate(registration).level == "active"
+
+
+def test_the_setup_page_lists_the_hours_fluxo_answered_errors(client, source, registration, key_server, signed_headers):
+    from django.contrib.auth.models import User
+
+    body = orjson.dumps(elements(source, 1, 70))
+    post(client, source, body, signed_headers(body, first=False, second=False))
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+
+    page = client.get(f"/admin/streams/source/{source.id}/setup/").content.decode()
+
+    section = page.split("Hours with error answers")[1]
+    assert "<td>1</td><td>0</td>" in section  # one refused, no 503
