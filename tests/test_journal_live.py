@@ -25,7 +25,7 @@ from cryptography.fernet import Fernet
 from streams.simulator import config as simulator_config
 from streams.simulator import runner
 from streams.simulator.adobe import AdobeServer
-from tests.processes import ROOT, SOLO_WORKER, TcpProxy, celery, manage, wait_for
+from tests.processes import ROOT, SOLO_WORKER, TcpProxy, celery, free_port, manage, wait_for
 from tests.test_simulator_live import LiveFluxo, ScratchDatabase
 
 pytestmark = pytest.mark.slow
@@ -188,3 +188,21 @@ def _journal_batches_are_late(live):
     if live.database:
         return _scalar(live, "select bool_and((meta->>'late')::boolean) from streams_batch where protocol = 'journal'")
     return _scalar(live, "select min(json_extract(meta, '$.late')) from streams_batch where protocol = 'journal'")
+
+
+def test_with_the_journal_as_the_only_transport_the_beat_and_a_worker_bring_every_event(weekend):
+    live = weekend
+    add_registration(live)
+    manage(live.env, "add_registration", "weekend-activity", "--source", SOURCE, "--mode", "only")
+    env = {**live.env, "FLUXO_JOURNAL_POLL_SECONDS": "1"}
+    options = live.options(SOURCE, protocol="io", streams="activity", count=300, rate=100.0, time_scale=SCALE)
+    options["base_url"] = f"http://127.0.0.1:{free_port()}"  # no webhook at all: nothing listens there
+    config = simulator_config.from_options(options, live.var_dir)
+
+    with celery(env, *SOLO_WORKER), celery(env, "beat", "--loglevel", "INFO"):
+        summary = runner.run(config, keyring=live.keyring, adobe_server=live.adobe)
+        wait_for(lambda: live.stored(SOURCE)[0] == 300, timeout=120, interval=0.5)
+
+    assert summary["deliveries"]["acknowledged"] == 0  # every event came through the journal
+    assert live.stored(SOURCE) == (300, 300, 300)
+    assert _scalar(live, "select count(*) from streams_batch where protocol <> 'journal'") == 0
