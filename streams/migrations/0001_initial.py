@@ -8,232 +8,137 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
     dependencies = [
-        ("auth", "0012_alter_user_first_name_max_length"),
+        ('auth', '0012_alter_user_first_name_max_length'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
         migrations.swappable_dependency(settings.OAUTH2_PROVIDER_APPLICATION_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="ApiToken",
+            name='ApiToken',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("name", models.CharField(blank=True, max_length=100)),
-                ("token_hash", models.CharField(editable=False, max_length=64, unique=True)),
-                ("prefix", models.CharField(editable=False, max_length=8)),
-                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
-                ("expires_at", models.DateTimeField(blank=True, null=True)),
-                ("revoked_at", models.DateTimeField(blank=True, null=True)),
-                ("last_used_at", models.DateTimeField(blank=True, editable=False, null=True)),
-                (
-                    "user",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="fluxo_api_tokens",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(blank=True, max_length=100)),
+                ('token_hash', models.CharField(editable=False, max_length=64, unique=True)),
+                ('prefix', models.CharField(editable=False, max_length=8)),
+                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ('expires_at', models.DateTimeField(blank=True, null=True)),
+                ('revoked_at', models.DateTimeField(blank=True, null=True)),
+                ('last_used_at', models.DateTimeField(blank=True, editable=False, null=True)),
+                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='fluxo_api_tokens', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "ordering": ["-created_at"],
+                'ordering': ['-created_at'],
             },
         ),
         migrations.CreateModel(
-            name="Source",
+            name='Source',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("name", models.CharField(max_length=100, unique=True)),
-                (
-                    "munchkin_id",
-                    models.CharField(max_length=11, unique=True, validators=[streams.models.validate_munchkin_id]),
-                ),
-                (
-                    "ingest_key",
-                    models.CharField(default=streams.models.new_ingest_key, editable=False, max_length=32, unique=True),
-                ),
-                (
-                    "adobe_client_id",
-                    models.CharField(
-                        blank=True,
-                        help_text="Checked against recipientclientid on every event; blank: not checked.",
-                        max_length=200,
-                    ),
-                ),
-                (
-                    "pinned_public_keys",
-                    models.TextField(
-                        blank=True,
-                        help_text="PEM public keys to verify Adobe signatures with instead of fetching them.",
-                    ),
-                ),
-                (
-                    "legacy_auth",
-                    models.CharField(
-                        choices=[
-                            ("token", "API token in the Authorization header"),
-                            ("oauth_jwt", "OAuth 2: JWTs from your identity provider (JWKS)"),
-                            ("oauth_introspection", "OAuth 2: opaque tokens checked by introspection"),
-                            ("oauth_fluxo", "OAuth 2: Fluxo is the identity provider"),
-                        ],
-                        default="token",
-                        max_length=24,
-                    ),
-                ),
-                (
-                    "allow_query_token",
-                    models.BooleanField(
-                        default=False, help_text="Also accept the API token as ?token=… (URLs end up in logs: avoid)."
-                    ),
-                ),
-                ("oauth_issuer", models.CharField(blank=True, max_length=500)),
-                ("oauth_audience", models.CharField(blank=True, max_length=500)),
-                ("oauth_jwks_url", models.URLField(blank=True, max_length=500)),
-                ("oauth_introspection_url", models.URLField(blank=True, max_length=500)),
-                ("oauth_introspection_client_id", models.CharField(blank=True, max_length=200)),
-                ("oauth_introspection_client_secret", models.CharField(blank=True, max_length=500)),
-                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
-                (
-                    "oauth_application",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.OAUTH2_PROVIDER_APPLICATION_MODEL,
-                    ),
-                ),
-                ("viewer_groups", models.ManyToManyField(blank=True, related_name="fluxo_sources", to="auth.group")),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=100, unique=True)),
+                ('munchkin_id', models.CharField(max_length=11, unique=True, validators=[streams.models.validate_munchkin_id])),
+                ('ingest_key', models.CharField(default=streams.models.new_ingest_key, editable=False, max_length=32, unique=True)),
+                ('adobe_client_id', models.CharField(blank=True, help_text='Checked against recipientclientid on every event; blank: not checked.', max_length=200)),
+                ('pinned_public_keys', models.TextField(blank=True, help_text='PEM public keys to verify Adobe signatures with instead of fetching them.')),
+                ('legacy_auth', models.CharField(choices=[('token', 'API token in the Authorization header'), ('oauth_jwt', 'OAuth 2: JWTs from your identity provider (JWKS)'), ('oauth_introspection', 'OAuth 2: opaque tokens checked by introspection'), ('oauth_fluxo', 'OAuth 2: Fluxo is the identity provider')], default='token', max_length=24)),
+                ('allow_query_token', models.BooleanField(default=False, help_text='Also accept the API token as ?token=… (URLs end up in logs: avoid).')),
+                ('oauth_issuer', models.CharField(blank=True, max_length=500)),
+                ('oauth_audience', models.CharField(blank=True, max_length=500)),
+                ('oauth_jwks_url', models.URLField(blank=True, max_length=500)),
+                ('oauth_introspection_url', models.URLField(blank=True, max_length=500)),
+                ('oauth_introspection_client_id', models.CharField(blank=True, max_length=200)),
+                ('oauth_introspection_client_secret', models.CharField(blank=True, max_length=500)),
+                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ('oauth_application', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.OAUTH2_PROVIDER_APPLICATION_MODEL)),
+                ('viewer_groups', models.ManyToManyField(blank=True, related_name='fluxo_sources', to='auth.group')),
             ],
             options={
-                "ordering": ["name"],
+                'ordering': ['name'],
             },
         ),
         migrations.CreateModel(
-            name="Batch",
+            name='Batch',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("received_at", models.DateTimeField(db_index=True)),
-                ("protocol", models.CharField(max_length=8)),
-                ("accepted", models.PositiveIntegerField()),
-                ("duplicates", models.PositiveIntegerField()),
-                ("counts", models.JSONField(default=list)),
-                ("meta", models.JSONField(blank=True, default=dict)),
-                (
-                    "source",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="streams.source"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('received_at', models.DateTimeField(db_index=True)),
+                ('protocol', models.CharField(max_length=8)),
+                ('accepted', models.PositiveIntegerField()),
+                ('duplicates', models.PositiveIntegerField()),
+                ('counts', models.JSONField(default=list)),
+                ('meta', models.JSONField(blank=True, default=dict)),
+                ('source', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='streams.source')),
             ],
             options={
-                "verbose_name_plural": "batches",
+                'verbose_name_plural': 'batches',
             },
         ),
         migrations.CreateModel(
-            name="SourceToken",
+            name='SourceToken',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("token_hash", models.CharField(max_length=64, unique=True)),
-                ("prefix", models.CharField(help_text="The first characters, to tell tokens apart.", max_length=8)),
-                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
-                ("revoked_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "source",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="tokens", to="streams.source"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('token_hash', models.CharField(max_length=64, unique=True)),
+                ('prefix', models.CharField(help_text='The first characters, to tell tokens apart.', max_length=8)),
+                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ('revoked_at', models.DateTimeField(blank=True, null=True)),
+                ('source', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tokens', to='streams.source')),
             ],
             options={
-                "ordering": ["-created_at"],
+                'ordering': ['-created_at'],
             },
         ),
         migrations.CreateModel(
-            name="ValidationRequest",
+            name='ValidationRequest',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("url", models.TextField()),
-                ("received_at", models.DateTimeField(default=django.utils.timezone.now)),
-                ("opened_at", models.DateTimeField(blank=True, null=True)),
-                ("outcome", models.CharField(blank=True, max_length=200)),
-                (
-                    "source",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="validation_requests",
-                        to="streams.source",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('url', models.TextField()),
+                ('received_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ('opened_at', models.DateTimeField(blank=True, null=True)),
+                ('outcome', models.CharField(blank=True, max_length=200)),
+                ('source', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='validation_requests', to='streams.source')),
             ],
             options={
-                "ordering": ["-received_at"],
+                'ordering': ['-received_at'],
             },
         ),
         migrations.CreateModel(
-            name="Event",
+            name='Event',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("munchkin_id", models.CharField(blank=True, max_length=64)),
-                (
-                    "stream",
-                    models.CharField(
-                        choices=[
-                            ("activity", "Lead activity"),
-                            ("audit", "User audit"),
-                            ("notification", "Notification"),
-                            ("other", "Other"),
-                        ],
-                        max_length=12,
-                    ),
-                ),
-                ("type", models.CharField(max_length=255)),
-                ("event_uid", models.CharField(max_length=255, null=True, unique=True)),
-                ("activity_key", models.CharField(max_length=300, null=True, unique=True)),
-                ("received_at", models.DateTimeField()),
-                ("occurred_at", models.DateTimeField(null=True)),
-                ("activity_type_id", models.IntegerField(null=True)),
-                ("activity_type_name", models.CharField(blank=True, max_length=255)),
-                ("lead_id", models.CharField(blank=True, max_length=64)),
-                ("primary_attribute", models.TextField(blank=True)),
-                ("primary_attribute_id", models.CharField(blank=True, max_length=64)),
-                ("campaign_id", models.CharField(blank=True, max_length=64)),
-                ("campaign_name", models.CharField(blank=True, max_length=255)),
-                ("program_id", models.CharField(blank=True, max_length=64)),
-                ("program_name", models.CharField(blank=True, max_length=255)),
-                ("component_type", models.CharField(blank=True, max_length=100)),
-                ("component_id", models.CharField(blank=True, max_length=64)),
-                ("action", models.CharField(blank=True, max_length=100)),
-                ("user_numeric", models.CharField(blank=True, max_length=64)),
-                ("user_email", models.CharField(blank=True, max_length=254)),
-                ("kind", models.CharField(blank=True, max_length=100)),
-                ("subtype", models.CharField(blank=True, max_length=100)),
-                ("details", models.TextField(blank=True, help_text="Notifications: the eventAction object, as JSON.")),
-                ("flags", models.JSONField(default=list)),
-                ("raw", models.TextField(help_text="The event exactly as delivered, as JSON.")),
-                (
-                    "batch",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="events", to="streams.batch"
-                    ),
-                ),
-                (
-                    "source",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="events", to="streams.source"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('munchkin_id', models.CharField(blank=True, max_length=64)),
+                ('stream', models.CharField(choices=[('activity', 'Lead activity'), ('audit', 'User audit'), ('notification', 'Notification'), ('other', 'Other')], max_length=12)),
+                ('type', models.CharField(max_length=255)),
+                ('event_uid', models.CharField(max_length=255, null=True, unique=True)),
+                ('activity_key', models.CharField(max_length=300, null=True, unique=True)),
+                ('received_at', models.DateTimeField()),
+                ('occurred_at', models.DateTimeField(null=True)),
+                ('activity_type_id', models.IntegerField(null=True)),
+                ('activity_type_name', models.CharField(blank=True, max_length=255)),
+                ('lead_id', models.CharField(blank=True, max_length=64)),
+                ('primary_attribute', models.TextField(blank=True)),
+                ('primary_attribute_id', models.CharField(blank=True, max_length=64)),
+                ('campaign_id', models.CharField(blank=True, max_length=64)),
+                ('campaign_name', models.CharField(blank=True, max_length=255)),
+                ('program_id', models.CharField(blank=True, max_length=64)),
+                ('program_name', models.CharField(blank=True, max_length=255)),
+                ('component_type', models.CharField(blank=True, max_length=100)),
+                ('component_id', models.CharField(blank=True, max_length=64)),
+                ('action', models.CharField(blank=True, max_length=100)),
+                ('user_numeric', models.CharField(blank=True, max_length=64)),
+                ('user_email', models.CharField(blank=True, max_length=254)),
+                ('kind', models.CharField(blank=True, max_length=100)),
+                ('subtype', models.CharField(blank=True, max_length=100)),
+                ('details', models.TextField(blank=True, help_text='Notifications: the eventAction object, as JSON.')),
+                ('flags', models.JSONField(default=list)),
+                ('raw', models.TextField(help_text='The event exactly as delivered, as JSON.')),
+                ('batch', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='streams.batch')),
+                ('source', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='streams.source')),
             ],
             options={
-                "indexes": [
-                    models.Index(fields=["received_at", "id"], name="streams_eve_receive_5ae192_idx"),
-                    models.Index(fields=["source", "stream", "received_at"], name="streams_eve_source__1ccbe9_idx"),
-                    models.Index(fields=["activity_type_id", "received_at"], name="streams_eve_activit_3724d5_idx"),
-                    models.Index(fields=["lead_id", "occurred_at"], name="streams_eve_lead_id_cf7dbb_idx"),
-                    models.Index(fields=["type"], name="streams_eve_type_9fb65e_idx"),
-                ],
+                'indexes': [models.Index(fields=['received_at', 'id'], name='streams_eve_receive_5ae192_idx'), models.Index(fields=['source', 'stream', 'received_at'], name='streams_eve_source__1ccbe9_idx'), models.Index(fields=['activity_type_id', 'received_at'], name='streams_eve_activit_3724d5_idx'), models.Index(fields=['lead_id', 'occurred_at'], name='streams_eve_lead_id_cf7dbb_idx'), models.Index(fields=['type'], name='streams_eve_type_9fb65e_idx')],
             },
         ),
     ]

@@ -5,29 +5,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("streams", "0002_event_indexes"),
+        ('streams', '0002_event_indexes'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="source",
-            name="auth_grace_hours",
-            field=models.PositiveIntegerField(
-                default=24,
-                help_text="When the legacy auth or its OAuth client changes, the replaced credentials keep working this many hours, so a sender mid-migration loses nothing. 0: they stop at once.",
-                validators=[django.core.validators.MaxValueValidator(720)],
-                verbose_name="grace period (hours)",
-            ),
+            model_name='source',
+            name='auth_grace_hours',
+            field=models.PositiveIntegerField(default=24, help_text='When the legacy auth or its OAuth client changes, the replaced credentials keep working this many hours, so a sender mid-migration loses nothing. 0: they stop at once.', validators=[django.core.validators.MaxValueValidator(720)], verbose_name='grace period (hours)'),
         ),
         migrations.AddField(
-            model_name="source",
-            name="previous_auth",
+            model_name='source',
+            name='previous_auth',
             field=models.JSONField(blank=True, default=list, editable=False),
         ),
         migrations.AddField(
-            model_name="source",
-            name="previous_auth_until",
+            model_name='source',
+            name='previous_auth_until',
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
     ]

@@ -8,62 +8,52 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("streams", "0003_source_auth_grace"),
+        ('streams', '0003_source_auth_grace'),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="ForeignMunchkin",
+            name='ForeignMunchkin',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("munchkin_id", models.CharField(max_length=64)),
-                ("first_seen_at", models.DateTimeField()),
-                ("last_seen_at", models.DateTimeField()),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('munchkin_id', models.CharField(max_length=64)),
+                ('first_seen_at', models.DateTimeField()),
+                ('last_seen_at', models.DateTimeField()),
             ],
             options={
-                "ordering": ["-last_seen_at"],
+                'ordering': ['-last_seen_at'],
             },
         ),
         migrations.AddField(
-            model_name="source",
-            name="delivers_for",
-            field=models.ManyToManyField(
-                blank=True,
-                help_text="Sources whose events this source's credentials may deliver (their Munchkin IDs are filed under them). Without a link, an event carrying another Munchkin ID stays with this source, flagged.",
-                related_name="delivered_by",
-                to="streams.source",
-            ),
+            model_name='source',
+            name='delivers_for',
+            field=models.ManyToManyField(blank=True, help_text="Sources whose events this source's credentials may deliver (their Munchkin IDs are filed under them). Without a link, an event carrying another Munchkin ID stays with this source, flagged.", related_name='delivered_by', to='streams.source'),
         ),
         migrations.AddConstraint(
-            model_name="event",
-            constraint=models.UniqueConstraint(fields=("source", "event_uid"), name="streams_event_source_uid_unique"),
+            model_name='event',
+            constraint=models.UniqueConstraint(fields=('source', 'event_uid'), name='streams_event_source_uid_unique'),
         ),
         migrations.AddConstraint(
-            model_name="event",
-            constraint=models.UniqueConstraint(
-                fields=("source", "activity_key"), name="streams_event_source_activity_key_unique"
-            ),
+            model_name='event',
+            constraint=models.UniqueConstraint(fields=('source', 'activity_key'), name='streams_event_source_activity_key_unique'),
         ),
         migrations.RemoveConstraint(
-            model_name="event",
-            name="streams_event_uid_unique",
+            model_name='event',
+            name='streams_event_uid_unique',
         ),
         migrations.RemoveConstraint(
-            model_name="event",
-            name="streams_event_activity_key_unique",
+            model_name='event',
+            name='streams_event_activity_key_unique',
         ),
         migrations.AddField(
-            model_name="foreignmunchkin",
-            name="source",
-            field=models.ForeignKey(
-                on_delete=django.db.models.deletion.CASCADE, related_name="foreign_munchkins", to="streams.source"
-            ),
+            model_name='foreignmunchkin',
+            name='source',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='foreign_munchkins', to='streams.source'),
         ),
         migrations.AddConstraint(
-            model_name="foreignmunchkin",
-            constraint=models.UniqueConstraint(
-                fields=("source", "munchkin_id"), name="streams_foreign_munchkin_unique"
-            ),
+            model_name='foreignmunchkin',
+            constraint=models.UniqueConstraint(fields=('source', 'munchkin_id'), name='streams_foreign_munchkin_unique'),
         ),
     ]

@@ -5,59 +5,35 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("streams", "0004_tenant_boundary"),
+        ('streams', '0004_tenant_boundary'),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name="batch",
-            name="source",
-            field=models.ForeignKey(
-                on_delete=django.db.models.deletion.DO_NOTHING, related_name="+", to="streams.source"
-            ),
+            model_name='batch',
+            name='source',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='streams.source'),
         ),
         migrations.AlterField(
-            model_name="event",
-            name="batch",
-            field=models.ForeignKey(
-                db_constraint=False,
-                on_delete=django.db.models.deletion.DO_NOTHING,
-                related_name="events",
-                to="streams.batch",
-            ),
+            model_name='event',
+            name='batch',
+            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='events', to='streams.batch'),
         ),
         migrations.AlterField(
-            model_name="event",
-            name="source",
-            field=models.ForeignKey(
-                db_index=False,
-                on_delete=django.db.models.deletion.DO_NOTHING,
-                related_name="events",
-                to="streams.source",
-            ),
+            model_name='event',
+            name='source',
+            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='events', to='streams.source'),
         ),
         migrations.CreateModel(
-            name="EventKey",
+            name='EventKey',
             fields=[
-                (
-                    "pk",
-                    models.CompositePrimaryKey(
-                        "source_id", "hash", "day", blank=True, editable=False, primary_key=True, serialize=False
-                    ),
-                ),
-                ("hash", models.UUIDField()),
-                ("day", models.DateField()),
-                ("seen_at", models.DateTimeField()),
-                (
-                    "source",
-                    models.ForeignKey(
-                        db_constraint=False,
-                        on_delete=django.db.models.deletion.DO_NOTHING,
-                        related_name="+",
-                        to="streams.source",
-                    ),
-                ),
+                ('pk', models.CompositePrimaryKey('source_id', 'hash', 'day', blank=True, editable=False, primary_key=True, serialize=False)),
+                ('hash', models.UUIDField()),
+                ('day', models.DateField()),
+                ('seen_at', models.DateTimeField()),
+                ('source', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='streams.source')),
             ],
         ),
     ]

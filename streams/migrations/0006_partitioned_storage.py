@@ -149,7 +149,9 @@ def _partition(cursor, table, first, step):
     cursor.execute(f"CREATE SEQUENCE {table}_id_seq START WITH {int(next_id)} OWNED BY {table}.id")
     cursor.execute(f"ALTER TABLE {table} ALTER COLUMN id SET DEFAULT nextval('{table}_id_seq')")
     cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT {table}_pkey PRIMARY KEY (id, received_at)")
-    cursor.execute("SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'u'", [legacy])
+    cursor.execute(
+        "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'u'", [legacy]
+    )
     for (name,) in cursor.fetchall():  # de-duplication is streams_eventkey's now
         cursor.execute(f'ALTER TABLE {legacy} DROP CONSTRAINT "{name}"')
     for name, definition, primary, unique in indexes:

@@ -4,13 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("streams", "0006_partitioned_storage"),
+        ('streams', '0006_partitioned_storage'),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name="validationrequest",
-            index=models.Index(fields=["source", "id"], name="streams_validation_source_id"),
+            model_name='validationrequest',
+            index=models.Index(fields=['source', 'id'], name='streams_validation_source_id'),
         ),
     ]
