@@ -24,8 +24,8 @@ from django.utils import timezone
 from alerts import compiled, lifecycle
 from alerts.conditions import EventView
 from alerts.models import Alert, Deadline, EvaluatorFloor, Rule, WindowCount
-from streams import announce, store
-from streams.models import Event, Source
+from streams import announce, registration_health, store
+from streams.models import Batch, Event, Source
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def _evaluate_locked(cursor, floor, limit, now, effects):
     if claimed:
         rules = compiled.active_rules()
         if rules.rules:
-            apply(rules, events_of(claimed, rules.needs_raw), now, effects)
+            apply(rules, events_of(claimed, rules.needs_raw, late_batches(claimed)), now, effects)
     return len(claimed), _advance_floor(cursor, floor, now)
 
 
@@ -86,14 +86,20 @@ def catch_up(limit=LIMIT, max_runs=50):
     return False
 
 
-def events_of(batch_ids, needs_raw):
-    """EventViews of the events stored by these batches, in id order."""
+def late_batches(batch_ids):
+    """The batches marked late: backfilled from Adobe's journal, long after their events occurred."""
+    return set(Batch.objects.filter(id__in=batch_ids, meta__late=True).values_list("id", flat=True))
+
+
+def events_of(batch_ids, needs_raw, late=frozenset()):
+    """EventViews of the events stored by these batches, in id order (``late`` ones say so)."""
     names = dict(Source.objects.values_list("id", "name"))
     fields = (*_FIELDS, "raw") if needs_raw else _FIELDS
     rows = Event.objects.of_batches(batch_ids).order_by("id").values_list(*fields)
     for row in rows.iterator(chunk_size=2000):
         columns = dict(zip(_FIELDS, row, strict=False))
         columns["source_name"] = names.get(columns["source_id"], "")
+        columns["late"] = columns["batch_id"] in late
         yield EventView(columns, row[-1] if needs_raw else "{}")
 
 
@@ -123,8 +129,22 @@ def apply(rules, events, now, effects):
                 hits[rule.id].append(event)
     for rule_id, matched in hits.items():
         rule = rules.by_id[rule_id]
+        if rule.kind in (Rule.Kind.THRESHOLD, Rule.Kind.ABSENCE):
+            matched = [event for event in matched if not _received_late(rule, event)]
+            if not matched:
+                continue
         _HANDLERS[rule.kind](rule, matched, now, effects)
     return hits
+
+
+def _received_late(rule, event):
+    """A late (backfilled) event has no place on a received-time window: it would fake a burst now.
+
+    On occurred time it counts where it occurred (its own time, not its arrival).
+    """
+    if not event.get("late"):
+        return False
+    return rule.basis != Rule.Basis.OCCURRED or event.get("occurred_at") is None
 
 
 # --- Per kind --------------------------------------------------------------------------------------------
@@ -342,12 +362,16 @@ def _sample_health(cursor, rules, now, effects):
     health = rules.of_kind(Rule.Kind.HEALTH)
     if not health:
         return 0
+    checked = _sample_gauges([rule for rule in health if rule.metric in GAUGES], now, effects)
+    health = [rule for rule in health if rule.metric not in GAUGES]
+    if not health:
+        return checked
     floor = EvaluatorFloor.objects.get(pk=1)
     marks = dict(floor.counters)
     sources = list(Source.objects.values_list("id", "name", "ingest_key"))
     current = _health_counters(sources)
     if current is None:
-        return 0  # Redis unreachable: keep the marks, count the growth once it is back
+        return checked  # Redis unreachable: keep the marks, count the growth once it is back
     deltas = {}
     for key, value in current.items():
         last = marks.get(key)
@@ -355,7 +379,6 @@ def _sample_health(cursor, rules, now, effects):
         marks[key] = value
     floor.counters = marks
     floor.save(update_fields=["counters"])
-    checked = 0
     for rule in health:
         increments = Counter()
         for sid, _name, _key in sources:
@@ -366,6 +389,32 @@ def _sample_health(cursor, rules, now, effects):
             if rule.applies_to(sid):
                 check_threshold(rule, f"source:{sid}", {"source": name}, sid, now, effects)
                 checked += 1
+    return checked
+
+
+# States the streams app keeps in the database, counted 1 per tick while they hold: a rule with threshold 0
+# fires on the first tick, and resolves once a window passes without it.
+GAUGES = {
+    Rule.Metric.JOURNAL: registration_health.stopped_sources,
+    Rule.Metric.AT_RISK: registration_health.at_risk_sources,
+}
+
+
+def _sample_gauges(rules, now, effects):
+    if not rules:
+        return 0
+    holding = {metric: set(read()) for metric, read in GAUGES.items() if any(r.metric == metric for r in rules)}
+    sources = list(Source.objects.values_list("id", "name"))
+    checked = 0
+    for rule in rules:
+        scope = [(sid, name) for sid, name in sources if rule.applies_to(sid)]
+        increments = Counter(
+            {(f"source:{sid}", bucket_of(now)): 1 for sid, _name in scope if sid in holding[rule.metric]}
+        )
+        add_to_windows(rule.id, increments)
+        for sid, name in scope:
+            check_threshold(rule, f"source:{sid}", {"source": name}, sid, now, effects)
+            checked += 1
     return checked
 
 

@@ -90,7 +90,8 @@ def collect(rule, group_key, labels, events, now, effects):
             fired_at=now,
             collecting_until=until,
         )
-        timeline(alert, "fired", f"first match: {describe(events[0])}", at=now)
+        late = " (late: backfilled from Adobe's journal)" if events[0].get("late") else ""
+        timeline(alert, "fired", f"first match: {describe(events[0])}{late}", at=now)
         _schedule(alert, rule.id, Delivery.Reason.FIRING, until, effects)
     sources = {e.get("source_id") for e in events}
     if alert.source_id is not None and sources != {alert.source_id}:
@@ -98,6 +99,8 @@ def collect(rule, group_key, labels, events, now, effects):
     alert.hits += len(events)
     alert.samples = (alert.samples + [sample(e) for e in events])[:MAX_SAMPLES]
     alert.summary = f"{alert.hits} matching event" + ("" if alert.hits == 1 else "s")
+    if any(e.get("late") for e in events):
+        alert.summary += ", some late (backfilled from Adobe's journal)"
     alert.save(update_fields=["source", "hits", "samples", "summary", "updated_at"])
     effects.changed(alert)
     return alert
@@ -118,6 +121,7 @@ def sample(event):
         "value": (event.get("primary_attribute") or "")[:200],
         "received_at": received.isoformat() if received else None,
         "occurred_at": occurred.isoformat() if occurred else None,
+        "late": bool(event.get("late")),
     }
 
 

@@ -123,6 +123,9 @@ class Rule(models.Model):
         SIGNATURE = "signature", "Requests refused for a bad signature"
         AUTH = "auth", "Requests refused for bad credentials"
         UNAVAILABLE = "unavailable", "503 answers (Fluxo could not store)"
+        # Gauges, not counters: counted once per tick while the state holds (streams.registration_health).
+        JOURNAL = "journal", "Adobe journal stopped (credentials, URL)"
+        AT_RISK = "at_risk", "Adobe registration at risk, unstable or disabled"
 
     name = models.CharField(max_length=150, unique=True)
     description = models.TextField(blank=True)

@@ -143,4 +143,33 @@ PRESETS = {
         "window_minutes": 5,
         "group_wait_seconds": 0,
     },
+    "journal-stopped": {
+        "name": "Adobe journal stopped",
+        "description": (
+            "Fluxo stopped reading a registration's journal (Adobe refused the credentials, or the URL is "
+            "wrong): the reason is on the source's Setup page. Events older than 7 days cannot come back."
+        ),
+        "kind": "health",
+        "metric": "journal",
+        "severity": "critical",
+        "group_by": "source",
+        "threshold": 0,
+        "window_minutes": 1,
+        "group_wait_seconds": 0,
+    },
+    "registration-at-risk": {
+        "name": "Adobe registration at risk, unstable or disabled",
+        "description": (
+            "Adobe's registration API (or Fluxo's own view: a long silence, the journal ahead of the webhook) says "
+            "the registration is failing. Adobe disables it after a day of failed deliveries; the journal keeps "
+            "its events 7 days."
+        ),
+        "kind": "health",
+        "metric": "at_risk",
+        "severity": "critical",
+        "group_by": "source",
+        "threshold": 0,
+        "window_minutes": 1,
+        "group_wait_seconds": 0,
+    },
 }

@@ -17,7 +17,7 @@ from django.db.models import Max
 
 from dashboard import rollups
 from dashboard.models import MinuteCount
-from streams import announce
+from streams import announce, registration_health
 from streams.models import Event, Source
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,17 @@ def _row(source, now, minutes, unavailable):
         "lag_p95_s": percentile(values, 0.95),
         "lags": lags,
         **counter_values(raw, unavailable),
+        "registrations": registrations(source, now),
     }
+
+
+def registrations(source, now):
+    """Where the source's Adobe registrations stand against Adobe's rules, and what to do (snapshot only)."""
+    found = []
+    for registration in source.adobe_registrations.all():
+        health = registration_health.estimate(registration, now)
+        found.append({"name": registration.name, "level": health.level, "advice": health.advice})
+    return found
 
 
 def per_minute(events_in_rate_window):

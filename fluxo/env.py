@@ -11,7 +11,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 # Every variable Fluxo reads. A FLUXO_* name outside this set is a typo and stops start-up.
 KNOWN = {
+    "ADOBE_IMS_URL",
+    "ADOBE_IO_API_URL",
     "ADOBE_IO_KEY_BASE_URL",
+    "ADOBE_JOURNAL_URL",
     "ALLOWED_HOSTS",
     "DATABASE_URL",
     "DEBUG",
@@ -28,6 +31,8 @@ KNOWN = {
     "FLUXO_ARCHIVE_S3_ENDPOINT_URL",
     "FLUXO_DB_CONNECT_TIMEOUT",
     "FLUXO_EMBEDDED_REDIS",
+    "FLUXO_JOURNAL_LEASE_SECONDS",
+    "FLUXO_JOURNAL_POLL_SECONDS",
     "FLUXO_LOGIN_ADDRESS_FAILURE_LIMIT",
     "FLUXO_LOGIN_FAILURE_LIMIT",
     "FLUXO_LOGIN_LOCKOUT_MINUTES",
@@ -39,6 +44,7 @@ KNOWN = {
     "FLUXO_PORT",
     "FLUXO_PUBLIC_URL",
     "FLUXO_RETENTION_DAYS",
+    "FLUXO_SECRETS_KEY",
     "FLUXO_SIMULATE",
     "FLUXO_SLACK_API_URL",
     "FLUXO_TRUSTED_PROXIES",

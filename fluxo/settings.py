@@ -177,6 +177,19 @@ CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # JSON logs: Celery keeps the root logger as LOGGING below configures it.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = env.get_str("FLUXO_LOG_FORMAT", "plain").lower() != "json"
+
+# --- Adobe journal (streams.journal): hosts are settings so tests and the sandbox use loopback -----------
+ADOBE_IMS_URL = env.get_http_url("ADOBE_IMS_URL", "https://ims-na1.adobelogin.com")
+ADOBE_IO_API_URL = env.get_http_url("ADOBE_IO_API_URL", "https://api.adobe.io")
+# A registration's journal URL must be on this host: its Bearer token is never sent anywhere else.
+ADOBE_JOURNAL_URL = env.get_http_url("ADOBE_JOURNAL_URL", "https://events-va6.adobe.io")
+FLUXO_JOURNAL_POLL_SECONDS = float(env.get_int("FLUXO_JOURNAL_POLL_SECONDS", 10, minimum=1))
+# A journal job that committed no page for this long is taken for dead: another may take the registration over.
+# Longer than a page's worst case (its request retried with backoff, 30 s timeouts).
+FLUXO_JOURNAL_LEASE_SECONDS = env.get_int("FLUXO_JOURNAL_LEASE_SECONDS", 300, minimum=1)
+# Fernet key (urlsafe base64, 32 bytes) encrypting Adobe client secrets at rest; unset: none can be stored.
+FLUXO_SECRETS_KEY = env.get_str("FLUXO_SECRETS_KEY", "")
+
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Exactly one beat: a second one waits on a lock (PostgreSQL advisory lock, or a file under var/).
 CELERY_BEAT_SCHEDULER = "fluxo.beat:LockedScheduler"
@@ -202,6 +215,9 @@ CELERY_TASK_ROUTES = {
     "streams.archive_events": {"queue": "maintenance"},
     "streams.purge_deleted_sources": {"queue": "maintenance"},
     "streams.delete_source": {"queue": "maintenance"},
+    "streams.journal_poll": {"queue": "maintenance"},
+    "streams.journal_backfill": {"queue": "maintenance"},
+    "streams.journal_registration_states": {"queue": "maintenance"},
 }
 CELERY_BEAT_SCHEDULE = {
     "prune-old-events": {"task": "streams.prune_events", "schedule": 3600.0},
@@ -224,6 +240,9 @@ CELERY_BEAT_SCHEDULE = {
     # Expired login sessions and OAuth tokens (fluxo/tasks.py).
     "clear-sessions": {"task": "fluxo.clear_sessions", "schedule": 3600.0},
     "clear-oauth-tokens": {"task": "fluxo.clear_tokens", "schedule": 3600.0},
+    # Adobe's journal: continuous polling of the registrations set to it, and their state (streams.journal).
+    "journal-poll": {"task": "streams.journal_poll", "schedule": FLUXO_JOURNAL_POLL_SECONDS},
+    "journal-registration-states": {"task": "streams.journal_registration_states", "schedule": 300.0},
 }
 # fluxo/ is no app, so autodiscovery does not find its tasks.
 CELERY_IMPORTS = ["fluxo.tasks"]

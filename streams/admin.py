@@ -13,9 +13,33 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from streams import announce, auth, deletion, endpoints, erasure, links, oauth, partitions
+from streams import (
+    announce,
+    auth,
+    deletion,
+    endpoints,
+    erasure,
+    journal,
+    links,
+    oauth,
+    partitions,
+    registration_health,
+    secretbox,
+)
 from streams.auth import issue_api_token
-from streams.models import ApiToken, ErasureRecord, Event, ForeignMunchkin, Source, SourceToken, ValidationRequest
+from streams.models import (
+    AdobeRegistration,
+    ApiToken,
+    ErasureRecord,
+    Event,
+    ForeignMunchkin,
+    JournalCursor,
+    JournalGap,
+    Source,
+    SourceToken,
+    ValidationRequest,
+)
+from streams.tasks import journal_backfill, journal_registration_states
 
 # Adobe disables a registration whose validationUrl is not opened within 5 minutes.
 VALIDATION_TTL = timedelta(minutes=5)
@@ -202,9 +226,26 @@ class SourceAdmin(admin.ModelAdmin):
             "counters": announce.counters(source.id),
             "grace": auth.grace_summary(source),
             "tenancy": links.tenancy(source),
+            "registrations": _registrations(source),
+            "gaps": registration_health.gap_report(source),
+            "error_hours": registration_health.error_hours(source),
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/streams/source/setup.html", context)
+
+
+def _registrations(source):
+    found = []
+    for registration in source.adobe_registrations.all():
+        found.append(
+            {
+                "registration": registration,
+                "health": registration_health.estimate(registration),
+                "cursors": list(registration.cursors.order_by("kind")),
+                "gaps": list(registration.gaps.all()[:5]),
+            }
+        )
+    return found
 
 
 def _grace_text(summary):
@@ -361,3 +402,121 @@ class ErasureRecordAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class AdobeRegistrationForm(forms.ModelForm):
+    journal_url = forms.URLField(max_length=500, required=False, assume_scheme="https")
+    # Write-only: encrypted on save (FLUXO_SECRETS_KEY), never carried back to the page; blank keeps it.
+    client_secret = forms.CharField(
+        max_length=500,
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Never shown. Leave blank to keep the current secret (if any); type a new one to replace it.",
+    )
+
+    class Meta:
+        model = AdobeRegistration
+        fields = "__all__"  # noqa: DJ007 (the admin decides what is shown)
+
+    def clean_journal_url(self):
+        url = self.cleaned_data["journal_url"]
+        if url:
+            try:
+                journal.check_journal_url(url)
+            except journal.Stopped as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return url
+
+    def clean_client_secret(self):
+        secret = self.cleaned_data["client_secret"]
+        if secret:
+            try:
+                return secretbox.seal(secret)
+            except secretbox.NoKey as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return ""
+
+    def save(self, commit=True):
+        if self.cleaned_data.get("client_secret"):
+            self.instance.client_secret_encrypted = self.cleaned_data["client_secret"]
+        return super().save(commit)
+
+
+class JournalCursorInline(admin.TabularInline):
+    model = JournalCursor
+    fields = (
+        "kind",
+        "start",
+        "entries_read",
+        "events_stored",
+        "malformed",
+        "updated_at",
+        "caught_up_at",
+        "finished_at",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class JournalGapInline(admin.TabularInline):
+    model = JournalGap
+    fields = ("kind", "found_at", "last_read_at", "detail")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AdobeRegistration)
+class AdobeRegistrationAdmin(admin.ModelAdmin):
+    form = AdobeRegistrationForm
+    list_display = ("name", "source", "mode", "journal_state", "adobe_webhook_status", "adobe_enabled", "has_secret")
+    list_filter = ("mode", "journal_state")
+    readonly_fields = (
+        "journal_state",
+        "stopped_reason",
+        "stopped_at",
+        "adobe_webhook_status",
+        "adobe_enabled",
+        "adobe_checked_at",
+        "adobe_check_error",
+    )
+    inlines = [JournalCursorInline, JournalGapInline]
+    actions = ["backfill_from_oldest", "resume_backfill", "resume_journal", "check_adobe_state"]
+
+    @admin.display(boolean=True, description="Client secret stored")
+    def has_secret(self, obj):
+        return bool(obj.client_secret_encrypted)
+
+    @admin.action(description="Backfill from the oldest event the journal keeps (7 days)")
+    def backfill_from_oldest(self, request, queryset):
+
+        for registration in queryset:
+            journal_backfill.delay_on_commit(registration.id, "oldest")
+        self.message_user(request, f"Backfill started for {queryset.count()} registration(s); see their Setup page.")
+
+    @admin.action(description="Resume the last backfill from its cursor")
+    def resume_backfill(self, request, queryset):
+
+        for registration in queryset:
+            journal_backfill.delay_on_commit(registration.id)
+        self.message_user(request, f"Backfill resumed for {queryset.count()} registration(s).")
+
+    @admin.action(description="Resume a stopped journal (after fixing its credentials or URL)")
+    def resume_journal(self, request, queryset):
+        for registration in queryset:
+            journal.resume(registration.id)
+        self.message_user(request, f"{queryset.count()} journal(s) may run again.")
+
+    @admin.action(description="Ask Adobe for the registrations' state now (in the background)")
+    def check_adobe_state(self, request, queryset):
+
+        journal_registration_states.delay_on_commit()  # no call to Adobe inside a request
+        self.message_user(request, "Asked; the state shows here and on the Setup page in a moment.")

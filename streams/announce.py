@@ -12,6 +12,7 @@ timeout, then a pause before the next try).
 import logging
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import redis
@@ -110,6 +111,7 @@ def request_refused(source_id, reason, status, detail, now):
         pipe.hincrby(counters_key(source_id), f"rejected_{reason}", 1)
         pipe.lpush(rejections_key(source_id), entry)
         pipe.ltrim(rejections_key(source_id), 0, _KEEP_REJECTIONS - 1)
+        _count_hourly(pipe, f"source:{source_id}", "refused", now)
 
     _run("count a refused request", build)
 
@@ -117,9 +119,70 @@ def request_refused(source_id, reason, status, detail, now):
 UNAVAILABLE_KEY = "fluxo:unavailable"
 
 
-def unavailable(source_key):
+def unavailable(source_key, now=None):
     """Count a 503. Keyed by the URL's ingest key: the database that maps it to a source may be down."""
-    _run("count a 503", lambda pipe: pipe.hincrby(UNAVAILABLE_KEY, source_key, 1))
+
+    def build(pipe):
+        pipe.hincrby(UNAVAILABLE_KEY, source_key, 1)
+        _count_hourly(pipe, f"key:{source_key}", "unavailable", now or datetime.now(UTC))
+
+    _run("count a 503", build)
+
+
+def redelivered(source_id, now=None):
+    """Count a delivery Adobe marked as a retry (x-adobe-retry-count): an earlier attempt failed."""
+    _run("count a redelivery", lambda pipe: _count_hourly(pipe, f"source:{source_id}", "redelivered", now))
+
+
+# Adobe judges a registration on its last 24 hours of attempts: answers other than 2xx are kept per hour.
+_HOURLY_TTL = 26 * 3600
+
+
+def _hourly_key(who, moment):
+    return f"fluxo:hourly:{who}:{moment:%Y%m%d%H}"
+
+
+def _count_hourly(pipe, who, what, now):
+    key = _hourly_key(who, now or datetime.now(UTC))
+    pipe.hincrby(key, what, 1)
+    pipe.expire(key, _HOURLY_TTL)
+
+
+def error_hours(source_id, ingest_key, now):
+    """[(hour start, refused, 503s)] of the last 24 hours in which the receivers answered errors, oldest first."""
+    hours = [(now - timedelta(hours=h)).replace(minute=0, second=0, microsecond=0) for h in range(23, -1, -1)]
+    try:
+        pipe = client().pipeline(transaction=False)
+        for hour in hours:
+            pipe.hget(_hourly_key(f"source:{source_id}", hour), "refused")
+            pipe.hget(_hourly_key(f"key:{ingest_key}", hour), "unavailable")
+        replies = pipe.execute()
+    except (redis.RedisError, OSError):
+        return []
+    found = []
+    for index, hour in enumerate(hours):
+        refused, down = (int(v or 0) for v in replies[2 * index : 2 * index + 2])
+        if refused or down:
+            found.append((hour, refused, down))
+    return found
+
+
+def last_day(source_id, ingest_key, now):
+    """{"refused", "unavailable", "redelivered": n} over the 24 hours to ``now`` (empty if Redis is unreachable)."""
+    hours = [now - timedelta(hours=h) for h in range(24)]
+    keys = [_hourly_key(f"source:{source_id}", h) for h in hours] + [_hourly_key(f"key:{ingest_key}", h) for h in hours]
+    try:
+        pipe = client().pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        replies = pipe.execute()
+    except (redis.RedisError, OSError):
+        return {}
+    totals = {}
+    for reply in replies:
+        for name, value in reply.items():
+            totals[name.decode()] = totals.get(name.decode(), 0) + int(value)
+    return totals
 
 
 def unavailable_counts(ingest_keys):

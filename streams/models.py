@@ -487,6 +487,7 @@ class ArchivedDay(models.Model):
     def __str__(self):
         return f"{self.source_id} {self.day}: {'archived' if self.checked_at else 'not archived'}"
 
+
 class ErasureRecord(models.Model):
     """One lead's personal data erased on request (streams.erasure): who, what and when.
 
@@ -510,3 +511,112 @@ class ErasureRecord(models.Model):
 
     def __str__(self):
         return f"lead {self.lead_id} of {self.source_name} erased by {self.erased_by} ({self.erased_at:%Y-%m-%d %H:%M})"
+
+
+class AdobeRegistration(models.Model):
+    """An Adobe I/O Events registration: a webhook Adobe delivers to, and the journal that keeps its events 7 days.
+
+    Its events are filed as the receiving ``source``'s webhook events are: under the source, or a source it
+    delivers for (``Source.delivers_for``). A customer may have one registration per stream.
+    """
+
+    class Mode(models.TextChoices):
+        ON_DEMAND = "on_demand", "backfills only, when started"
+        SAFETY_NET = "safety_net", "polled continuously next to the webhook"
+        ONLY = "only", "polled continuously, the only transport"
+
+    class Journal(models.TextChoices):
+        IDLE = "idle", "idle"
+        RUNNING = "running", "running"
+        STOPPED = "stopped", "stopped"
+
+    name = models.CharField(max_length=100, unique=True)
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="adobe_registrations")
+    mode = models.CharField(max_length=12, choices=Mode.choices, default=Mode.ON_DEMAND)
+    journal_url = models.URLField(
+        max_length=500, blank=True, help_text="Shown in Adobe's Developer Console, e.g. https://events-va6.adobe.io/…"
+    )
+    registration_path = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="consumerOrgId/projectId/workspaceId/registrationId (the project JSON's ids), to poll its state.",
+    )
+    ims_client_id = models.CharField("IMS client id", max_length=200, blank=True)
+    ims_org_id = models.CharField("IMS org id", max_length=200, blank=True, help_text="…@AdobeOrg")
+    scopes = models.CharField(max_length=500, blank=True, help_text="Comma-separated, as in the Developer Console.")
+    # Fernet-encrypted with FLUXO_SECRETS_KEY (streams.secretbox): it must be recoverable to get tokens.
+    client_secret_encrypted = models.TextField(blank=True, editable=False)
+    journal_state = models.CharField(max_length=8, choices=Journal.choices, default=Journal.IDLE, editable=False)
+    stopped_reason = models.TextField(blank=True, editable=False)
+    stopped_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # One journal job per registration at a time: a lease, taken by a conditional update, renewed per page.
+    leased_until = models.DateTimeField(null=True, blank=True, editable=False)
+    lease_owner = models.CharField(max_length=64, blank=True, editable=False)
+    # The registration API's answer (webhook_status, enabled), when credentials allow asking.
+    adobe_webhook_status = models.CharField(max_length=32, blank=True, editable=False)
+    adobe_enabled = models.BooleanField(null=True, editable=False)
+    adobe_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    adobe_check_error = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def has_credentials(self):
+        return bool(self.ims_client_id and self.client_secret_encrypted and self.journal_url)
+
+
+class JournalCursor(models.Model):
+    """Where a registration's journal reading stands: saved in the transaction that stores its page's events.
+
+    The continuous poller and backfills each have their own (``kind``), so a backfill never moves the
+    poller's position, nor the other way round.
+    """
+
+    class Kind(models.TextChoices):
+        CONTINUOUS = "continuous", "continuous"
+        BACKFILL = "backfill", "backfill"
+
+    registration = models.ForeignKey(AdobeRegistration, on_delete=models.CASCADE, related_name="cursors")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    position = models.TextField(blank=True, help_text="The last position read (since=…); empty: not started.")
+    next_url = models.TextField(blank=True, help_text="Adobe's Link rel=next, followed as Adobe asks.")
+    start = models.CharField(max_length=40, blank=True, help_text="How it began: oldest, latest or seek=-PT…")
+    started_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(null=True, blank=True)
+    caught_up_at = models.DateTimeField(null=True, blank=True, help_text="The last time the journal's end was reached.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+    entries_read = models.BigIntegerField(default=0)
+    events_stored = models.BigIntegerField(default=0)
+    malformed = models.BigIntegerField(default=0)
+    newest_event_at = models.DateTimeField(null=True, blank=True)
+    # After a 204 at the journal's end, Adobe's retry-after: the poller waits until then.
+    not_before = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["registration", "kind"], name="streams_journal_cursor_unique")]
+
+    def __str__(self):
+        return f"{self.registration} {self.kind} at {self.position or 'the start'}"
+
+
+class JournalGap(models.Model):
+    """A stretch of a registration's events that may be lost: its position expired (410) before it was read."""
+
+    registration = models.ForeignKey(AdobeRegistration, on_delete=models.CASCADE, related_name="gaps")
+    kind = models.CharField(max_length=10)
+    found_at = models.DateTimeField(default=timezone.now)
+    expired_position = models.TextField(blank=True)
+    last_read_at = models.DateTimeField(null=True, blank=True, help_text="When the expired position was read.")
+    resumed_position = models.TextField(blank=True)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-found_at"]
+
+    def __str__(self):
+        return f"gap in {self.registration} found {self.found_at:%Y-%m-%d %H:%M}"

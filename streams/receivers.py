@@ -193,7 +193,10 @@ def _receive_io(request, ingest_key):
     silent = _check_recipients(source, elements)
     rows = _normalised(source, wire.normalise_io, elements)
     _flag_missing_recipients(rows, silent)
-    return _commit(rows, source, "io")
+    response = _commit(rows, source, "io")
+    if request.headers.get("x-adobe-retry-count"):
+        announce.redelivered(source.id)  # for the registration's health (streams.registration_health)
+    return response
 
 
 def _unsigned_io(source, body):

@@ -2,7 +2,8 @@
 
 from celery import shared_task
 
-from streams import archive, auth, deletion, partitions, retention, validation
+from streams import archive, auth, deletion, journal, partitions, registration_health, retention, validation
+from streams.models import JournalCursor
 
 
 @shared_task(name="streams.prune_events", soft_time_limit=1700, time_limit=1800)
@@ -45,3 +46,35 @@ def delete_source(source_id):
 def purge_deleted_sources():
     """The outbox pass: every source still marked for deletion (a lost task, a killed worker)."""
     return deletion.purge_pending()
+
+
+# --- Adobe's journal (streams.journal). Named streams.journal_*: routed to the maintenance queue, so a
+# long backfill never delays alert evaluation or deliveries. A run ends within its time limit and the
+# next one resumes from the cursor committed with the last page.
+
+
+@shared_task(name="streams.journal_poll", soft_time_limit=55, time_limit=60)
+def journal_poll():
+    """The beat's tick: a continuous run for each registration whose journal is polled and due."""
+    return journal.poll_due(budget_seconds=40)
+
+
+JOURNAL_BACKFILL_RESUMES = 20
+
+
+@shared_task(name="streams.journal_backfill", soft_time_limit=3500, time_limit=3600)
+def journal_backfill(registration_id, start=None, resumes=0):
+    """A backfill; ``start`` (oldest or seek=-PT…S) begins a new one, None resumes the current one."""
+    if start is not None:
+        journal.start_backfill(registration_id, start)
+    progress = journal.run(registration_id, JournalCursor.Kind.BACKFILL, budget_seconds=3300)
+    if not (progress.at_end or progress.busy or progress.stopped) and resumes < JOURNAL_BACKFILL_RESUMES:
+        # Out of time or Adobe failing: go on later from the committed cursor (a bounded number of times).
+        journal_backfill.apply_async((registration_id, None, resumes + 1), countdown=30)
+    return progress.as_json()
+
+
+@shared_task(name="streams.journal_registration_states", soft_time_limit=110, time_limit=120)
+def journal_registration_states():
+    """Adobe's own view of each registration with credentials (webhook_status, enabled)."""
+    return registration_health.poll_adobe_states()

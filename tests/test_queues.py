@@ -29,6 +29,9 @@ EXPECTED = {
     "streams.purge_deleted_sources": "maintenance",
     "fluxo.clear_sessions": "maintenance",
     "fluxo.clear_tokens": "maintenance",
+    "streams.journal_poll": "maintenance",
+    "streams.journal_backfill": "maintenance",
+    "streams.journal_registration_states": "maintenance",
 }
 
 

@@ -299,6 +299,14 @@
     return ["ok", "receiving"];
   }
 
+  /* The source's Adobe registrations: "name: level", what to do on hover (dashboard.health.registrations). */
+  function registrationCell(registrations) {
+    var text = registrations.map(function (r) { return r.name + ": " + r.level.replace(/_/g, " "); }).join("; ");
+    var td = cell("td", text || "–", registrations.some(function (r) { return r.level !== "active"; }) ? "state silent" : "");
+    td.title = registrations.map(function (r) { return r.name + ": " + r.advice; }).join("\n");
+    return td;
+  }
+
   function drawHealth() {
     var body = $("health").tBodies[0];
     var rows = Array.from(state.health.values()).map(function (h) {
@@ -311,7 +319,7 @@
       tr.append(cell("td", h.name), cell("td", h.munchkin_id), cell("td", st[1], "state " + st[0]),
         cell("td", shownTime(h.last_event_at)), cell("td", now.perMinute, "num per-minute"), cell("td", lag, "num lag"),
         cell("td", h.duplicates, "num"), cell("td", h.foreign || 0, "num foreign"), cell("td", refused, "num"),
-        cell("td", h.unavailable, "num"));
+        cell("td", h.unavailable, "num"), registrationCell(h.registrations || []));
       return tr;
     });
     body.replaceChildren.apply(body, rows);

@@ -18,6 +18,7 @@ MUNCHKIN_RE = re.compile(r"\A[0-9]{3}-[A-Z]{3}-[0-9]{3}\Z")
 DEFAULT_MUNCHKIN = "000-SIM-000"
 DEFAULT_CLIENT_ID = "fluxo-sandbox"
 DEFAULT_KEY_PORT = 8765
+DEFAULT_ADOBE_PORT = 8766
 
 
 class ConfigError(ValueError):
@@ -57,6 +58,9 @@ class Config:
     time_scale: float = 1.0
     timeout: float | None = None  # None: 10 s (I/O) and 20 s (legacy)
     key_port: int = DEFAULT_KEY_PORT
+    adobe_port: int = 0  # IMS, journals, registration API (streams.simulator.adobe); 0: any free port
+    adobe_client_secret: str = "sandbox-secret"  # noqa: S105 (the sandbox's, documented)
+    outage: tuple | None = None  # (from, until) seconds after the start: I/O deliveries fail, Fluxo "down"
     key_dir: Path = Path("var/simulator")
     forge: bool = False
     rotate_keys_every: float | None = None
@@ -105,6 +109,9 @@ def from_options(options, var_dir):
         time_scale=options["time_scale"],
         timeout=options.get("timeout"),
         key_port=options["key_port"],
+        adobe_port=options.get("adobe_port") or 0,
+        adobe_client_secret=options.get("adobe_client_secret") or "sandbox-secret",
+        outage=_outage(options),
         key_dir=Path(var_dir) / "simulator",
         forge=options.get("forge", False),
         rotate_keys_every=options.get("rotate_keys_every"),
@@ -120,6 +127,15 @@ def from_options(options, var_dir):
         raise ConfigError("--reuse-ids replays the run of a --seed: give the seed")
     _check_targets(config)
     return config
+
+
+def _outage(options):
+    after, lasting = options.get("outage_after"), options.get("outage_for")
+    if lasting is None:
+        return None
+    if lasting <= 0 or (after or 0) < 0:
+        raise ConfigError("--outage-for must be more than 0 and --outage-after 0 or more")
+    return (after or 0.0, (after or 0.0) + lasting)
 
 
 def _check_numbers(options):

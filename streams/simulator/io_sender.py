@@ -96,6 +96,7 @@ class IoOptions:
     time_scale: float = 1.0
     concurrency: int = 4
     provider: str = ""
+    outage: tuple | None = None  # (from, until) in loop seconds: Fluxo "down", every attempt fails unsent
 
 
 class IoSender:
@@ -111,9 +112,15 @@ class IoSender:
         self.pending = collections.deque()  # (SimEvent, encoded bytes)
         self.in_flight = 0
         self._flush_due = False
+        self.journal = None  # streams.simulator.adobe.Journal: every event offered, delivered or not
+        self._re_enable_requested = False
 
     def offer(self, event):
         self.stats.generated += 1
+        if self.journal is not None:
+            self.journal.append(event.io)  # Adobe journals it whatever becomes of the webhook delivery
+        if self._re_enable_requested:
+            self._re_enable()
         if self.registration.state == DISABLED:
             self.stats.drop("disabled")  # Adobe only journals it: the webhook never sees it
             return
@@ -139,6 +146,12 @@ class IoSender:
             self._attempt(delivery)
 
     def _attempt(self, delivery):
+        outage = self.options.outage
+        if outage and outage[0] <= self.loop.now() < outage[1]:
+            # The drill's outage: as if Fluxo (or its network) were down; answered on the loop, not sent.
+            failed = transport.Answer(transport.NETWORK_ERROR, error="simulated outage")
+            self.loop.after(0, lambda: self._answered(delivery, failed))
+            return
         headers = self._headers(delivery)
         body, url, timeout, forged = delivery.body, self.options.url, self.options.timeout, self.options.forged
 
@@ -189,6 +202,15 @@ class IoSender:
             self.stats.drop("retry_window", len(delivery.events))  # Adobe gives up after 24 hours
             return
         self.loop.at(due, lambda: self._attempt(delivery))
+
+    def re_enable(self):
+        """Re-enabled in the Developer Console (from the Adobe server's thread): applied at the next offer."""
+        self._re_enable_requested = True
+
+    def _re_enable(self):
+        self._re_enable_requested = False
+        self.registration = Registration(self.options.time_scale)
+        self.stats.set_state(self.loop.now(), ACTIVE)
 
     def _update_state(self, state):
         if state == UNSTABLE and self.stats.state != UNSTABLE:

@@ -9,7 +9,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 
-from streams.simulator import io_sender, keys, legacy_sender, transport
+from streams.simulator import adobe, io_sender, keys, legacy_sender, transport
 from streams.simulator.clock import RealClock
 from streams.simulator.generators import ACTIVITY, Generator
 from streams.simulator.loop import Loop
@@ -60,6 +60,7 @@ class Run:
     senders: list = field(default_factory=list)
     keyring: keys.KeyRing | None = None
     key_server: keys.KeyServer | None = None
+    adobe: "adobe.AdobeServer | None" = None  # a string: the field would shadow the module
     interrupted: bool = False
     stop_requested: threading.Event = field(default_factory=threading.Event)
     generation_over_at: float | None = None
@@ -69,16 +70,20 @@ class Run:
         return [sender.stats for sender in self.senders]
 
 
-def run(config, clock=None, keyring=None, show_status=False, on_start=None):
+def run(config, clock=None, keyring=None, show_status=False, on_start=None, adobe_server=None):
     """Run the simulator as configured; return the summary dict (its ``exit_code`` included).
 
     ``on_start(run)`` is called once everything is listening and before the first event (tests use
-    it to reach the run's state, and to stop it with ``run.stop_requested.set()``).
+    it to reach the run's state, and to stop it with ``run.stop_requested.set()``). An ``adobe_server``
+    given is used and left running (tests read its journals after the run).
     """
     loop = Loop(clock or RealClock(), workers=_workers(config))
     state = Run(config, loop)
     try:
         _start_keys(state, keyring)
+        state.adobe = adobe_server
+        if adobe_server is None:
+            _start_adobe(state)
         _build(state)
         if on_start:
             on_start(state)
@@ -90,6 +95,8 @@ def run(config, clock=None, keyring=None, show_status=False, on_start=None):
         loop.close()
         if state.key_server:
             state.key_server.close()
+        if state.adobe and adobe_server is None:
+            state.adobe.close()
     return summary(state)
 
 
@@ -112,6 +119,21 @@ def _start_keys(state, keyring):
     if config.rotate_keys_every:
         # Making an RSA key takes a while: on a worker, so that deliveries are not held up.
         state.loop.every(config.rotate_keys_every, lambda: state.loop.spawn(state.keyring.rotate, _ignore))
+
+
+def _start_adobe(state):
+    """IMS, the journals and the registration API, when I/O is simulated (on a port of its own)."""
+    config = state.config
+    if not (config.uses_io and config.io_streams()):
+        return
+    try:
+        state.adobe = adobe.AdobeServer(
+            state.loop.now, config.time_scale, config.adobe_port, config.adobe_client_secret
+        ).start()
+    except OSError as exc:
+        raise KeyServerUnavailable(
+            f"the Adobe server cannot listen on 127.0.0.1:{config.adobe_port}: {exc.strerror}"
+        ) from exc
 
 
 class KeyServerUnavailable(Exception):
@@ -154,8 +176,11 @@ def _io_sender(state, target, stream, client):
         time_scale=config.time_scale,
         concurrency=config.io_concurrency,
         provider=str(uuid.uuid5(uuid.NAMESPACE_URL, f"marketo:{target.munchkin_id}:{stream}")),
+        outage=config.outage,
     )
     sender = io_sender.IoSender(state.loop, Stats(target.munchkin_id, "io", stream), options, state.keyring, client)
+    if state.adobe:
+        sender.journal = state.adobe.add(options.provider, target.client_id, sender)
     state.senders.append(sender)
     return sender
 
@@ -244,5 +269,6 @@ def summary(state):
         "key_paths": state.keyring.paths if state.keyring else [],
         "key_rotations": state.keyring.rotations if state.keyring else 0,
         "forged": config.forge,
+        "adobe": {"url": state.adobe.url, "registrations": state.adobe.describe()} if state.adobe else None,
         "streams": [stats.as_json() for stats in all_stats],
     }

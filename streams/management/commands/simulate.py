@@ -32,13 +32,21 @@ class Command(BaseCommand):
             raise CommandError(str(exc), returncode=2) from None
         _stop_on_sigterm()
         try:
-            summary = runner.run(config, show_status=not options["quiet"])
+            summary = runner.run(config, show_status=not options["quiet"], on_start=self._announce_adobe)
         except runner.KeyServerUnavailable as exc:
             raise CommandError(str(exc), returncode=2) from None
         if options["json"]:
             self.stdout.write(json.dumps(summary))
         if summary["exit_code"]:
             raise SystemExit(summary["exit_code"])
+
+    def _announce_adobe(self, run):
+        """Where Fluxo reads each registration's journal (for add_registration), before the status table."""
+        if run.adobe is None:
+            return
+        self.stderr.write(f"sandbox Adobe (IMS, journals, registration API) at {run.adobe.url}")
+        for entry in run.adobe.describe():
+            self.stderr.write(f"  journal {entry['journal_url']}  registration path {entry['registration_path']}")
 
 
 def _stop_on_sigterm():
@@ -101,6 +109,24 @@ def _how(group):
         default=simulator_config.DEFAULT_KEY_PORT,
         help=f"port of the public-key server on 127.0.0.1 (default {simulator_config.DEFAULT_KEY_PORT}; 0: any)",
     )
+    group.add_argument(
+        "--adobe-port",
+        type=int,
+        default=0,
+        help="port of the sandbox's IMS, journals and registration API on 127.0.0.1 (default: any free one; "
+        f"make run uses {simulator_config.DEFAULT_ADOBE_PORT})",
+    )
+    group.add_argument(
+        "--adobe-client-secret", help="the IMS client secret the sandbox accepts (default sandbox-secret)"
+    )
+    group.add_argument(
+        "--outage-for",
+        type=float,
+        metavar="SECONDS",
+        help="a drill: for this many (real) seconds every I/O delivery fails as if Fluxo were down; the journal "
+        "keeps filling. With --time-scale 3600, 30 s is more than the day Adobe needs to disable a registration",
+    )
+    group.add_argument("--outage-after", type=float, metavar="SECONDS", help="when the outage begins (default 0)")
     group.add_argument("--forge", action="store_true", help="sign with keys that are not served (must be refused)")
     group.add_argument("--rotate-keys-every", type=float, metavar="SECONDS", help="rotate a signing key this often")
     group.add_argument("--queue-size", type=int, default=100_000, help="legacy push queue; overflow is dropped")

@@ -1,0 +1,78 @@
+"""Where a registration stands, from what Fluxo answered: errors and Adobe's retries over Adobe's 24-hour window."""
+
+import orjson
+import pytest
+
+from streams import registration_health
+from streams.models import AdobeRegistration
+from streams.simulator.generators import Generator
+from tests.ingest import io_post
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def registration(source, redis_client):
+    return AdobeRegistration.objects.create(name="Acme activities", source=source)
+
+
+def elements(source, count, seed):
+    return [event.io for event in Generator(source.munchkin_id, seed, "", streams=("activity",)).take(count)]
+
+
+def post(client, source, body, headers):
+    return client.post(f"/ingest/{source.ingest_key}/adobe-io/", body, content_type="application/json", **headers)
+
+
+def test_a_registration_fluxo_mostly_refused_for_a_day_is_probably_unstable_or_disabled(
+    client, source, registration, key_server, signed_headers
+):
+    io_post(client, source, signed_headers, elements(source, 1, 1))
+    for n in range(12):
+        body = orjson.dumps(elements(source, 1, 10 + n))
+        refused = client.post(
+            f"/ingest/{source.ingest_key}/adobe-io/",
+            body,
+            content_type="application/json",
+            **signed_headers(body, False, False),
+        )
+        assert refused.status_code == 401
+
+    health = registration_health.estimate(registration)
+
+    assert health.level == "probably_unstable_or_disabled" and health.at_risk
+    assert "12 of 13 webhook requests in 24 h answered with an error" in health.reasons[1]
+
+
+def test_adobes_retries_put_a_registration_at_risk(client, source, registration, key_server, signed_headers):
+    for n in range(10):
+        body = orjson.dumps(elements(source, 1, 30 + n))
+        retried = {**signed_headers(body), "HTTP_X_ADOBE_RETRY_COUNT": "2"}
+        assert (
+            client.post(
+                f"/ingest/{source.ingest_key}/adobe-io/", body, content_type="application/json", **retried
+            ).status_code
+            == 200
+        )
+
+    health = registration_health.estimate(registration)
+
+    assert health.level == "at_risk" and "10 deliveries in 24 h were Adobe's retries" in health.reasons
+
+
+def test_a_healthy_webhook_is_active(client, source, registration, key_server, signed_headers):
+    io_post(client, source, signed_headers, elements(source, 5, 50))
+    assert registration_health.estimate(registration).level == "active"
+
+
+def test_the_setup_page_lists_the_hours_fluxo_answered_errors(client, source, registration, key_server, signed_headers):
+    from django.contrib.auth.models import User
+
+    body = orjson.dumps(elements(source, 1, 70))
+    post(client, source, body, signed_headers(body, first=False, second=False))
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+
+    page = client.get(f"/admin/streams/source/{source.id}/setup/").content.decode()
+
+    section = page.split("Hours with error answers")[1]
+    assert "<td>1</td><td>0</td>" in section  # one refused, no 503
