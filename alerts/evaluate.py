@@ -24,7 +24,7 @@ from django.utils import timezone
 from alerts import compiled, lifecycle
 from alerts.conditions import EventView
 from alerts.models import Alert, Deadline, EvaluatorFloor, Rule, WindowCount
-from streams import announce, registration_health, store
+from streams import announce, archive, registration_health, store
 from streams.models import Batch, Event, Source
 
 log = logging.getLogger(__name__)
@@ -397,6 +397,7 @@ def _sample_health(cursor, rules, now, effects):
 GAUGES = {
     Rule.Metric.JOURNAL: registration_health.stopped_sources,
     Rule.Metric.AT_RISK: registration_health.at_risk_sources,
+    Rule.Metric.ARCHIVE: archive.missed_sources,
 }
 
 

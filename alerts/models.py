@@ -126,6 +126,7 @@ class Rule(models.Model):
         # Gauges, not counters: counted once per tick while the state holds (streams.registration_health).
         JOURNAL = "journal", "Adobe journal stopped (credentials, URL)"
         AT_RISK = "at_risk", "Adobe registration at risk, unstable or disabled"
+        ARCHIVE = "archive", "A day of events not archived (Parquet) a day after it ended"
 
     name = models.CharField(max_length=150, unique=True)
     description = models.TextField(blank=True)

@@ -172,4 +172,19 @@ PRESETS = {
         "window_minutes": 1,
         "group_wait_seconds": 0,
     },
+    "archive-missed": {
+        "name": "A day of events not archived",
+        "description": (
+            "With FLUXO_ARCHIVE_DEST set, a day whose Parquet archive failed and is still not written a day "
+            "after the day ended. Retention keeps the day meanwhile (FLUXO_ARCHIVE_FAILURE_DAYS decides for "
+            "how long); the reason is in the admin's Archived days and the log."
+        ),
+        "kind": "health",
+        "metric": "archive",
+        "severity": "warning",
+        "group_by": "source",
+        "threshold": 0,
+        "window_minutes": 60,
+        "group_wait_seconds": 0,
+    },
 }

@@ -347,5 +347,19 @@ def status(now=None):
     }
 
 
+def missed_sources(now=None):
+    """{source id: the first missed day} of sources with a day whose archive failed and is still not
+    written a whole day after the day ended (alerts' "archive missed" condition); empty when off."""
+    if not enabled():
+        return {}
+    now = now or timezone.now()
+    ended_before = (now - GRACE).date() - timedelta(days=1)
+    failing = ArchivedDay.objects.filter(checked_at__isnull=True, day__lt=ended_before).exclude(error="")
+    found = {}
+    for source_id, day in failing.order_by("day").values_list("source_id", "day"):
+        found.setdefault(source_id, day)
+    return found
+
+
 def _iso(day):
     return day.isoformat() if isinstance(day, date) else None

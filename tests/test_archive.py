@@ -231,3 +231,30 @@ def test_an_archived_day_that_retention_thinned_out_is_never_overwritten_with_le
         archive_command("--day", DAY.isoformat(), "--source", "Acme", "--dest", str(tmp_path), "--force")
     assert pq.read_metadata(path).num_rows == 3
     assert archive.day_is_archived(source.id, DAY)
+
+
+# --- An alert after a missed day --------------------------------------------------------------------------
+
+
+def test_a_day_still_unarchived_a_day_after_it_ended_fires_the_archive_preset(source, settings, tmp_path):
+    from alerts import evaluate
+    from alerts.models import Alert
+    from tests.test_alerts_evaluate import from_preset
+
+    settings.FLUXO_ARCHIVE_DEST = str(tmp_path / "archive")
+    rule = from_preset("archive-missed")
+    now = timezone.now()
+    yesterday = (now - timedelta(days=1)).date()
+    ArchivedDay.objects.create(source=source, day=yesterday, error="bucket refused", attempts=1, first_attempt_at=now)
+    evaluate.tick(now=now)
+    assert not Alert.objects.filter(rule=rule).exists()  # yesterday may still be archived today
+    ArchivedDay.objects.create(
+        source=source, day=yesterday - timedelta(days=2), error="bucket refused", attempts=3, first_attempt_at=now
+    )
+    evaluate.tick(now=now)
+    alert = Alert.objects.get(rule=rule)
+    assert (alert.state, alert.source_id) == (Alert.State.FIRING, source.id)
+    settings.FLUXO_ARCHIVE_DEST = None  # archiving turned off: nothing is missed any more
+    evaluate.tick(now=now + timedelta(hours=2))
+    alert.refresh_from_db()
+    assert alert.state == Alert.State.RESOLVED
