@@ -364,6 +364,7 @@ class Bench:
                 times.append((time.perf_counter() - started) * 1000)
             statuses.add(response.status)
         conn.close()
+        keep_as.write_bytes(body)  # the last answer, to look at
         return {
             "median_ms": median(times),
             "max_ms": round(max(times), 1),
@@ -421,6 +422,7 @@ class Bench:
             "fill_seconds": round(filled_in),
             "migrate_seconds": round(took, 1),
             "switch_seconds": switch.get("seconds"),
+            "switch_statements": switch.get("samples"),
             "push": steady_summary(holder["result"]),
         }
         print(f"migrate {rows:,}: {orjson.dumps(report).decode()}", flush=True)
@@ -499,25 +501,30 @@ def fill_unpartitioned(url, rows, source_id):
 
 
 def poll_switch(url, stop, found):
-    """How long the upgrade held an exclusive lock on the event tables (every 20 ms)."""
+    """How long the upgrade held an exclusive lock on the event tables (polled every 20 ms), and what
+    its session was running meanwhile (samples per statement: where the switch's time goes)."""
     sql = (
-        "SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE l.granted "
+        "SELECT l.pid, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 70) FROM pg_locks l "
+        "JOIN pg_class c ON c.oid = l.relation JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.granted "
         "AND l.mode = 'AccessExclusiveLock' AND l.database = (SELECT oid FROM pg_database WHERE datname = "
         "current_database()) AND c.relname IN ('streams_event', 'streams_event_legacy', 'streams_batch') LIMIT 1"
     )
     first = last = None
+    statements = {}
     with psycopg.connect(url, autocommit=True) as conn:
         while not stop.is_set():
             try:
-                held = conn.execute(sql).fetchone() is not None
+                held = conn.execute(sql).fetchone()
             except psycopg.Error:
-                held = False
+                held = None
             now = time.perf_counter()
             if held:
                 first = first or now
                 last = now
+                statements[held[1]] = statements.get(held[1], 0) + 1
             time.sleep(0.02)
     found["seconds"] = round(last - first + 0.02, 2) if first else None
+    found["samples"] = dict(sorted(statements.items(), key=lambda item: -item[1]))
 
 
 def main():
