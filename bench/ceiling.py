@@ -214,7 +214,7 @@ SELECT %(batch)s, %(since)s + i * %(step)s::interval, %(source)s, %(munchkin)s::
        (ARRAY['Click Link', 'Open Email', 'Visit Webpage', 'Change Data Value'])[1 + i %% 4],
        ((i::bigint * 7919) %% 5000000)::text, 'Attribute Value', '1234', '', '', '', '', '', '', '', '', '', '', '', '',
        '[]'::jsonb, %(raw)s
-FROM generate_series(%(first)s, %(last)s) AS i
+FROM generate_series(%(first)s::integer, %(last)s::integer) AS i
 """
 
 
