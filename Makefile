@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv lint bench migrate
+.PHONY: run test venv lint bench bench-storage migrate
 
 venv: $(STAMP)
 
@@ -29,3 +29,7 @@ lint: venv
 
 bench: venv
 	bash bench/run.sh
+
+# Issue 10: the partitioned storage at 20M rows (its own databases fluxo_benchst_*; BENCH_KEEP=1 keeps the filled one).
+bench-storage: venv
+	bash bench/run.sh --storage

@@ -1,9 +1,12 @@
 """The raw ceiling, and the tables it and the prefill need.
 
-The ceiling is what PostgreSQL takes for the same rows with no HTTP and no Django in between: each
+The ceiling is what PostgreSQL takes for the same rows with no HTTP and no Django in between, on the
+same storage as the receivers: a partitioned copy of streams_event (the same partition bounds, DEFAULT
+included, the same indexes) and a partitioned copy of its de-duplication keys streams_eventkey. Each
 writer process COPYs a 500-row batch (already normalised by streams.wire, exactly as the receiver
-would) into a temporary staging table, then ``INSERT … SELECT … ON CONFLICT DO NOTHING`` into a copy
-of streams_event (same columns, same indexes, no foreign keys), one transaction per batch.
+would) into a temporary staging table, then one statement claims the batch's keys
+(``INSERT … ON CONFLICT DO NOTHING RETURNING``) and inserts the events whose keys it claimed: the shape
+of streams.store's statement, one transaction per batch (without the batch row and the counts).
 """
 
 import multiprocessing
@@ -15,6 +18,7 @@ import orjson
 import psycopg
 
 COPY_TABLE = "bench_event"
+COPY_KEYS = "bench_eventkey"
 # The columns a stored event fills (streams.store's, plus the two the batch gives).
 COLUMNS = (
     "batch_id",
@@ -69,10 +73,40 @@ def _tuple(row, source_id, received_at):
 
 
 def create_copy(dsn):
-    """An empty copy of streams_event with its indexes (LIKE … INCLUDING ALL leaves foreign keys out)."""
+    """Empty partitioned copies of streams_event and streams_eventkey: the same bounds and indexes, no
+    foreign keys, their own id sequence."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"DROP TABLE IF EXISTS {COPY_TABLE}")
-        conn.execute(f"CREATE TABLE {COPY_TABLE} (LIKE streams_event INCLUDING ALL)")
+        conn.execute(f"DROP TABLE IF EXISTS {COPY_TABLE}, {COPY_KEYS}")
+        conn.execute(f"DROP SEQUENCE IF EXISTS {COPY_TABLE}_id_seq")
+        conn.execute(f"CREATE TABLE {COPY_TABLE} (LIKE streams_event) PARTITION BY RANGE (received_at)")
+        conn.execute(f"CREATE SEQUENCE {COPY_TABLE}_id_seq OWNED BY {COPY_TABLE}.id")
+        conn.execute(f"ALTER TABLE {COPY_TABLE} ALTER COLUMN id SET DEFAULT nextval('{COPY_TABLE}_id_seq')")
+        conn.execute(f"CREATE TABLE {COPY_KEYS} (LIKE streams_eventkey) PARTITION BY RANGE (day)")
+        for table, copy in (("streams_event", COPY_TABLE), ("streams_eventkey", COPY_KEYS)):
+            for n, definition in enumerate(_index_definitions(conn, table)):
+                unique = "UNIQUE " if definition.startswith("CREATE UNIQUE") else ""
+                using = definition.split(f" ON ONLY public.{table} ", 1)[1]
+                conn.execute(f"CREATE {unique}INDEX {copy}_i{n} ON {copy} {using}")
+            for name, bound in _partition_bounds(conn, table):
+                conn.execute(f"CREATE TABLE {copy}{name[len(table) :]} PARTITION OF {copy} {bound}")
+
+
+def _index_definitions(conn, table):
+    return [
+        row[0]
+        for row in conn.execute(
+            "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = %s::regclass", (table,)
+        ).fetchall()
+    ]
+
+
+def _partition_bounds(conn, table):
+    """(name, bound) of ``table``'s partitions; a plain table (SQLite-like layout) has none."""
+    return conn.execute(
+        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c "
+        "ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass ORDER BY c.relname",
+        (table,),
+    ).fetchall()
 
 
 # --- The ceiling run -----------------------------------------------------------------------------------
@@ -119,12 +153,30 @@ def _writer(dsn, batches, next_batch, go, start_at, duration, done):
         done.put((inserted, time.time()))
 
 
+# streams.store's statement without the batch row: the keys claimed first (in a stable order), then
+# the events each of whose keys this transaction claimed.
+_DAY = "COALESCE((occurred_at AT TIME ZONE 'UTC')::date, DATE '1970-01-01')"
+_MINE = (
+    "(u.{column} IS NULL OR (u.source_id, md5('{prefix}' || u.{column})::uuid) "
+    "IN (SELECT source_id, hash FROM claimed))"
+)
+_CLAIM = (
+    f"WITH claimed AS (INSERT INTO {COPY_KEYS} (source_id, hash, day, seen_at) "
+    f"SELECT k.source_id, k.hash, k.day, now() FROM ("
+    f"SELECT source_id, md5('e' || event_uid)::uuid AS hash, {_DAY} AS day FROM staging WHERE event_uid IS NOT NULL "
+    f"UNION ALL SELECT source_id, md5('a' || activity_key)::uuid, {_DAY} FROM staging WHERE activity_key IS NOT NULL"
+    ") AS k ORDER BY k.source_id, k.hash ON CONFLICT DO NOTHING RETURNING source_id, hash) "
+    f"INSERT INTO {COPY_TABLE} ({_COLS}) SELECT {_COLS} FROM staging u "
+    f"WHERE {_MINE.format(column='event_uid', prefix='e')} AND {_MINE.format(column='activity_key', prefix='a')}"
+)
+
+
 def _insert_batch(conn, rows):
     with conn.transaction(), conn.cursor() as cur:
         with cur.copy(f"COPY staging ({_COLS}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-        cur.execute(f"INSERT INTO {COPY_TABLE} ({_COLS}) SELECT {_COLS} FROM staging ON CONFLICT DO NOTHING")
+        cur.execute(_CLAIM)
         return cur.rowcount
 
 
@@ -162,7 +214,7 @@ SELECT %(batch)s, %(since)s + i * %(step)s::interval, %(source)s, %(munchkin)s::
        (ARRAY['Click Link', 'Open Email', 'Visit Webpage', 'Change Data Value'])[1 + i %% 4],
        ((i::bigint * 7919) %% 5000000)::text, 'Attribute Value', '1234', '', '', '', '', '', '', '', '', '', '', '', '',
        '[]'::jsonb, %(raw)s
-FROM generate_series(%(first)s, %(last)s) AS i
+FROM generate_series(%(first)s::integer, %(last)s::integer) AS i
 """
 
 
@@ -188,11 +240,21 @@ def prefill(dsn, count, source_id, parallel=2):
     ]
     _bulk_load(dsn, COPY_TABLE, copy, parallel)
     with psycopg.connect(dsn, autocommit=True) as conn:
+        for keys, events in (("streams_eventkey", "streams_event"), (COPY_KEYS, COPY_TABLE)):
+            conn.execute(_PREFILL_KEYS.format(keys=keys, events=events))
         # The copied rows keep their ids: move the copy's identity past them, or new rows would collide.
         conn.execute(f"SELECT setval(pg_get_serial_sequence('{COPY_TABLE}', 'id'), (SELECT max(id) FROM {COPY_TABLE}))")
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"VACUUM ANALYZE streams_event, streams_batch, {COPY_TABLE}")
+        conn.execute(f"VACUUM ANALYZE streams_event, streams_batch, streams_eventkey, {COPY_TABLE}, {COPY_KEYS}")
         conn.execute("CHECKPOINT")
+
+
+_PREFILL_KEYS = (
+    "INSERT INTO {keys} (source_id, hash, day, seen_at) "
+    f"SELECT source_id, md5('e' || event_uid)::uuid, {_DAY}, received_at FROM {{events}} WHERE event_uid IS NOT NULL "
+    f"UNION ALL SELECT source_id, md5('a' || activity_key)::uuid, {_DAY}, received_at FROM {{events}} "
+    "WHERE activity_key IS NOT NULL ON CONFLICT DO NOTHING"
+)
 
 
 def _ranges(first, last, parts):
@@ -278,8 +340,14 @@ def sizes(dsn):
         ).fetchone()
 
 
+def reset_copy(dsn):
+    """Empty the ceiling's copies only (the receivers' tables stay)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {COPY_TABLE}, {COPY_KEYS}")
+
+
 def reset(dsn):
     """Empty the event tables between configurations (the sources and tokens stay)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE streams_event, streams_batch, {COPY_TABLE}")
+        conn.execute(f"TRUNCATE streams_event, streams_batch, streams_eventkey, {COPY_TABLE}, {COPY_KEYS}")
         conn.execute("CHECKPOINT")

@@ -5,10 +5,15 @@
 #   BENCH_DB   the database's name (default fluxo_bench; another name lets two benches share a server)
 #   BENCH_VAR  where results, logs and the source go (default var/bench)
 # Extra arguments go to bench/ingest.py (e.g. --workers 2 --prefill 0 --duration 5).
+# `make bench-storage` / `bash bench/run.sh --storage [options]`: bench/storage.py instead (issue 10: the
+#   partitioned storage at 20M rows; it creates and drops its own databases fluxo_benchst_*; BENCH_KEEP=1
+#   keeps the filled one). Options: `bash bench/run.sh --storage --help`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-case " $* " in *" --help "*|*" -h "*) exec "$PY" bench/ingest.py --help ;; esac
+STORAGE=0
+if [ "${1:-}" = "--storage" ]; then STORAGE=1; shift; fi
+case " $* " in *" --help "*|*" -h "*) [ $STORAGE = 1 ] && exec "$PY" bench/storage.py --help; exec "$PY" bench/ingest.py --help ;; esac
 PGURL="${PGURL:-postgres://postgres@127.0.0.1:5432}"
 DB="${BENCH_DB:-fluxo_bench}"
 VAR="${BENCH_VAR:-$PWD/var/bench}"
@@ -21,6 +26,11 @@ export SECRET_KEY="${SECRET_KEY:-bench-only-$(od -An -N24 -tx1 /dev/urandom | tr
 export FLUXO_VAR_DIR="$VAR"
 export FLUXO_LOG_LEVEL=WARNING
 export ALLOWED_HOSTS=127.0.0.1,localhost
+if [ $STORAGE = 1 ]; then
+  export PGURL DATABASE_URL="$PGURL/fluxo_benchst_full" FLUXO_VAR_DIR="$VAR-storage"
+  mkdir -p "$FLUXO_VAR_DIR"
+  exec "$PY" bench/storage.py --var "$FLUXO_VAR_DIR" "$@"
+fi
 
 psql_admin() { "$PY" - "$PGURL/postgres" "$1" <<'PY'
 import sys, psycopg
