@@ -17,6 +17,7 @@ import pytest
 from tests.browser import launch, needs_chromium
 from tests.conftest import KeyPair
 from tests.processes import BIN, ROOT, _wait_until_listening, bare_env, free_port, http, manage, stop_embedded_redis
+from tests.screenshots import screenshot
 
 WAIT_MS = 15000  # a bound on a failure, never a measured time
 SOURCE_NAME = "Acme <b>EMEA</b>"
@@ -314,9 +315,12 @@ def test_after_its_server_restarts_the_page_reconnects_and_resyncs(site, page):
     with daphne_on(site["env"], port) as base:
         open_overview(page, site, base=base)
         before = charted(page)
-    wait_for(page, "document.getElementById('live-status').textContent.startsWith('disconnected')", timeout=WAIT_MS)
+    wait_for(page, "document.getElementById('live-status').textContent.startsWith('reconnecting')", timeout=WAIT_MS)
     # While the page's process is away, events arrive through another one: no delta reaches the page.
     push(site, activity("/while-away-1"), activity("/while-away-2"), base=site["other"])
+    # The badge does not claim the page is current: away for over 10 s, it says since when it is stale.
+    wait_for(page, "document.getElementById('live-status').textContent.startsWith('stale since')", timeout=WAIT_MS)
+    screenshot(page, "overview-stale")
     with daphne_on(site["env"], port):
         wait_until_live(page, timeout=WAIT_MS + 30000)  # the backoff grows to 30 s at most
         wait_for(
