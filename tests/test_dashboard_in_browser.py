@@ -490,3 +490,38 @@ def test_a_source_added_while_the_overview_is_open_appears_without_reloading(sit
     assert page.evaluate("window.__sameDocument") is True
     assert page.locator("#health i").count() == 0
     assert page.errors == []
+
+
+def test_health_says_what_duplicates_are_and_its_rate_is_the_server_s(site, page):
+    open_overview(page, site)
+    push(site, *[activity(f"/rate-{i}") for i in range(30)])
+    wait_for(page, "[...document.querySelectorAll('#feed td')].some(td => td.textContent === '/rate-29')")
+    shown = float(health_cells(page)[4])
+    server = page.evaluate(
+        "() => fetch('/api/v1/overview?source=all&range=15m').then(r => r.json()).then(s => s.health[0].per_minute)"
+    )
+    assert abs(shown - server) <= 0.05 * max(server, 1)  # the page and the server compute it alike
+    page.click("#health th a:text('Duplicates')")
+    page.click("#health-help summary")
+    assert "harmless" in page.inner_text("#health-help")
+    screenshot(page, "overview-health-help")
+
+
+def test_the_quota_chart_follows_the_range_and_the_gauge_reads_whole(site, page):
+    page.goto(site["base"] + "/notifications/")
+    wait_for(page, "document.getElementById('live-status').textContent === 'live'")
+    page.select_option("#range", "1h")
+    # The selected range, not Jan to Nov 2000 (the range follows the choice of "Last hour").
+    wait_for(page, "(r => r && Date.parse(r[1]) - Date.parse(r[0]) === 3600000)"
+                   "(document.getElementById('quota-line').layout.xaxis.range)")  # fmt: skip
+    span = page.evaluate("document.getElementById('quota-line').layout.xaxis.range")
+    assert datetime.strptime(span[1], "%Y-%m-%d %H:%M:%S").year == datetime.now(UTC).year
+    # Every text of the gauge lies inside its box (the "100" was clipped).
+    inside = page.evaluate(
+        """() => { const box = document.getElementById('gauge').getBoundingClientRect();
+        const ticks = [...document.querySelectorAll('#gauge svg text')].filter(t => t.textContent.trim());
+        return ticks.some(t => t.textContent === '100') && ticks.every(t => { const r = t.getBoundingClientRect();
+          return r.left >= box.left && r.right <= box.right && r.top >= box.top; }); }"""
+    )
+    screenshot(page, "notifications-empty-range")
+    assert inside
