@@ -86,7 +86,7 @@ def gauge_figure(percent):
                 "value": percent if percent is not None else 0,
                 "number": {"suffix": " %"},
                 "gauge": {
-                    "axis": {"range": [0, max(FULL_PERCENT, percent or 0)]},
+                    "axis": {"range": [0, max(FULL_PERCENT, percent or 0)], "tickvals": [0, 20, 40, 60, 80, 100]},
                     "bar": {"color": "#2557d6"},
                     "steps": [
                         {"range": [WARN_PERCENT, FULL_PERCENT], "color": "#fde7b0"},
@@ -96,12 +96,16 @@ def gauge_figure(percent):
                 },
             }
         ],
-        "layout": {"height": 220, "margin": {"l": 20, "r": 20, "t": 10, "b": 10}},
+        # Room above and beside the arc for its tick labels ("100" was clipped at the right).
+        "layout": {"height": 220, "margin": {"l": 40, "r": 50, "t": 30, "b": 10}},
     }
 
 
-def quota_line_figure(points, names, zone):
-    """Percent of the daily quota over time, one line per source, with 80 % and 100 % marks."""
+def quota_line_figure(points, names, zone, window):
+    """Percent of the daily quota over time, one line per source, with 80 % and 100 % marks.
+
+    The time axis spans the selected range (``window``), never what Plotly guesses from the points:
+    with none it guessed Jan to Nov 2000, with one a millisecond."""
     series = {}
     for moment, source_id, percent, _quota in points:
         x, y = series.setdefault(source_id, ([], []))
@@ -117,11 +121,20 @@ def quota_line_figure(points, names, zone):
         "layout": {
             "height": 260,
             "margin": {"l": 50, "r": 10, "t": 10, "b": 40},
-            "xaxis": {"type": "date"},
-            "yaxis": {"title": {"text": "% of daily quota"}, "rangemode": "tozero"},
+            "xaxis": {"type": "date", "range": [_local(window.since, zone), _local(window.until, zone)]},
+            "yaxis": {"title": {"text": "% of daily quota"}, "range": [0, max([110, *(p[2] + 10 for p in points)])]},
             "shapes": marks,
+            **({} if data else {"annotations": [_NO_QUOTA]}),
         },
     }
+
+
+_NO_QUOTA = {"text": "No quota notification in this range", "showarrow": False, "xref": "paper", "yref": "paper",
+             "x": 0.5, "y": 0.5}  # fmt: skip
+
+
+def _local(moment, zone):
+    return figures.local_time(moment.timestamp(), zone)
 
 
 def _mark(percent, color):

@@ -76,7 +76,7 @@ def notifications_snapshot(request):
         "problems": notifications.campaign_problems(ids, window.since, window.until),
         "quota": None if latest is None else {"source": latest[1], "percent": latest[2], "daily_quota": latest[3]},
         "gauge": notifications.gauge_figure(latest[2] if latest else None),
-        "quota_line": notifications.quota_line_figure(points, names, zone),
+        "quota_line": notifications.quota_line_figure(points, names, zone, window),
         "others": notifications.others(ids, window.since, window.until),
     }
 

@@ -2,8 +2,9 @@
 
 import json
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import import_module
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -171,6 +172,20 @@ def test_the_notification_snapshot_shows_aborts_failures_and_the_quota(client, t
     assert line["y"] == [25.0, 85.0]
     assert [shape["y0"] for shape in found["quota_line"]["layout"]["shapes"]] == [80, 100]
     assert found["others"] == []
+
+
+def test_the_quota_chart_spans_the_selected_range_empty_or_with_one_point(client, teammate, post_io):
+    client.force_login(teammate)
+    empty = client.get(NOTIFICATIONS, {"range": "1h", "tz": "Europe/Paris"}).json()
+    since, until = (datetime.fromisoformat(empty["window"][k]) for k in ("since", "until"))
+    paris = ZoneInfo("Europe/Paris")
+    expected = [t.astimezone(paris).strftime("%Y-%m-%d %H:%M:%S") for t in (since, until)]
+    assert empty["quota_line"]["layout"]["xaxis"]["range"] == expected  # not Jan to Nov 2000
+    assert empty["quota_line"]["layout"]["annotations"][0]["text"] == "No quota notification in this range"
+    post_io(orjson.dumps([quota_event(85)]))
+    one = client.get(NOTIFICATIONS, {"range": "1h", "tz": "Europe/Paris"}).json()
+    assert one["quota_line"]["layout"]["xaxis"]["range"][0] == expected[0]  # not one millisecond
+    assert one["quota_line"]["layout"]["yaxis"]["range"] == [0, 110]
 
 
 def test_a_quota_percent_is_read_leniently():
