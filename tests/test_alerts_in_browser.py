@@ -11,6 +11,7 @@ import pytest
 
 from tests.browser import launch, needs_chromium
 from tests.processes import bare_env, daphne, http, manage, stop_embedded_redis
+from tests.screenshots import screenshot
 
 WAIT_MS = 15000  # a bound on a failure, never a measured time
 EVIL = '<img src=x onerror="window.__pwned=1">'
@@ -213,3 +214,25 @@ def test_an_alert_appears_live_on_the_overview_and_stays_after_a_reload(site, pa
     assert EVIL in page.inner_text("#firing-alerts tbody")
     assert page.errors == []
     assert all(url.startswith(base) for url in page.urls)
+
+
+def test_the_alerts_page_shows_new_alerts_without_reloading(site, page):
+    base = site["base"]
+    page.goto(base + "/alerts/")
+    wait_for(page, "document.getElementById('live-status').textContent === 'live'")
+    page.evaluate("window.__sameDocument = true")
+    announce = (
+        "from django.utils import timezone; from alerts import announce; from alerts.models import Alert, Rule; "
+        "from streams.models import Source; now = timezone.now(); "
+        "rule = Rule.objects.create(name='Bounces up', kind='threshold', severity='warning'); "
+        "alerts = [Alert.objects.create(rule=rule, group_key=str(n), source=Source.objects.get(), state='firing', "
+        "severity='warning', started_at=now, fired_at=now, summary=f'{n} bounces {n}') for n in (31, 32)]; "
+        "announce.alerts_changed(alerts)"
+    )
+    manage(site["env"], "shell", "-c", announce)
+    wait_for(page, "document.getElementById('open-panel').textContent.includes('32 bounces 32')")
+    assert "31 bounces 31" in page.inner_text("#open-panel")
+    assert page.evaluate("window.__sameDocument") is True  # updated in place, not reloaded
+    assert not page.inner_text("#open-panel time").endswith("UTC")  # times still in the viewer's zone
+    screenshot(page, "alerts-live")
+    assert page.errors == []
