@@ -173,7 +173,7 @@ def test_an_alert_with_markup_in_a_sample_shows_it_as_text(site, page):
     manage(site["env"], "shell", "-c", rule)
     manage(site["env"], "shell", "-c", "from alerts import evaluate; evaluate.catch_up()")
     page.goto(base + "/alerts/")
-    page.click("#history a:has-text('Lead deleted')")
+    page.click("#open-alerts a:has-text('Lead deleted')")  # an event alert stays open (firing) until it closes
     page.wait_for_url(f"{base}/alerts/*/")
     cells = page.eval_on_selector_all("#samples tbody td", "cells => cells.map(c => c.textContent)")
     assert EVIL in cells
@@ -235,4 +235,44 @@ def test_the_alerts_page_shows_new_alerts_without_reloading(site, page):
     assert page.evaluate("window.__sameDocument") is True  # updated in place, not reloaded
     assert not page.inner_text("#open-panel time").endswith("UTC")  # times still in the viewer's zone
     screenshot(page, "alerts-live")
+    assert page.errors == []
+
+
+def test_the_overview_shows_open_alerts_compactly_and_an_event_alert_is_resolved_by_hand(site, page):
+    base = site["base"]
+    opened = (
+        "from django.utils import timezone; from alerts import announce; from alerts.models import Alert, Rule; "
+        "from streams.models import Source; now = timezone.now(); "
+        "rule = Rule.objects.create(name='Many', kind='threshold', severity='info'); "
+        "alerts = [Alert.objects.create(rule=rule, group_key=f'm{n}', source=Source.objects.get(), state='firing', "
+        "severity='info', started_at=now, fired_at=now, summary=f'many {n}') for n in range(4)]; "
+        "announce.alerts_changed(alerts)"
+    )
+    manage(site["env"], "shell", "-c", opened)
+    rule = (
+        "from alerts.models import Rule; "
+        "Rule.objects.get_or_create(name='Lead deleted', defaults={'kind': 'match', 'severity': 'critical', "
+        "'conditions': [{'path': 'activity_type_id', 'op': 'eq', 'value': 37}]})"
+    )
+    manage(site["env"], "shell", "-c", rule)
+    push(base, site["source"], {"activityTypeId": 37, "activityType": "Delete Lead", "primaryAttributeValue": "x"})
+    manage(site["env"], "shell", "-c", "from alerts import evaluate; evaluate.catch_up()")
+    page.goto(base + "/")
+    wait_for(page, "document.querySelectorAll('#firing-alerts tbody tr').length === 3")
+    more = page.inner_text("#firing-alerts .more")
+    assert more.startswith("and ") and more.endswith(" more")
+    # The charts stay in view: the rate chart starts within the first screen.
+    assert page.evaluate("document.getElementById('rate-chart').getBoundingClientRect().top < window.innerHeight")
+    severities = page.eval_on_selector_all("#firing-alerts tbody td.severity", "cells => cells.map(c => c.textContent)")
+    order = {"critical": 0, "warning": 1, "info": 2}
+    assert [order[s] for s in severities] == sorted(order[s] for s in severities)  # the most severe first
+    screenshot(page, "overview-open-alerts")
+
+    page.goto(base + "/alerts/")
+    row = page.locator("#open-alerts tr", has_text="Lead deleted").first
+    assert "Firing" in row.inner_text()
+    row.locator("button[name=close]").click()
+    page.wait_for_load_state()
+    assert "Resolved: the next match opens a new alert." in page.inner_text("ul.messages")
+    assert "Lead deleted" not in page.inner_text("#open-panel")
     assert page.errors == []
