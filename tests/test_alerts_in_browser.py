@@ -11,7 +11,7 @@ import pytest
 
 from tests.browser import launch, needs_chromium
 from tests.processes import bare_env, daphne, http, manage, stop_embedded_redis
-from tests.screenshots import screenshot
+from tests.screenshots import PHONE, WIDE, screenshot
 
 WAIT_MS = 15000  # a bound on a failure, never a measured time
 EVIL = '<img src=x onerror="window.__pwned=1">'
@@ -276,3 +276,82 @@ def test_the_overview_shows_open_alerts_compactly_and_an_event_alert_is_resolved
     assert "Resolved: the next match opens a new alert." in page.inner_text("ul.messages")
     assert "Lead deleted" not in page.inner_text("#open-panel")
     assert page.errors == []
+
+
+def page_paths(site):
+    """Every page a person opens (the admin's own pages aside), with ids from what the site holds."""
+    found = manage(
+        site["env"],
+        "shell",
+        "-c",
+        "import json; from alerts.models import Alert, Rule; "
+        "print(json.dumps([Alert.objects.order_by('-id').values_list('id', flat=True).first(), "
+        "Rule.objects.order_by('id').values_list('id', flat=True).first()]))",
+    )
+    alert_id, rule_id = json.loads(found.strip().splitlines()[-1])
+    source_id = site["source"]["id"]
+    return {
+        "overview": "/", "leads": "/leads/", "lead": f"/leads/{source_id}/7/", "audit": "/audit/",
+        "notifications": "/notifications/", "setup": "/setup/", "alerts": "/alerts/",
+        "alert": f"/alerts/{alert_id}/", "rules": "/alerts/rules/", "rule": f"/alerts/rules/{rule_id}/",
+        "rule-new": "/alerts/rules/new/?preset=delete-lead", "silences": "/alerts/silences/",
+        "destinations": "/alerts/destinations/", "destination-new": "/alerts/destinations/new/",
+        "mute-windows": "/alerts/mute-windows/", "watch-lists": "/alerts/watch-lists/",
+    }  # fmt: skip
+
+
+def test_no_page_scrolls_sideways_on_a_phone(site, browser):
+    context = browser.new_context(viewport=PHONE, timezone_id="Asia/Kolkata")
+    page = context.new_page()
+    page.goto(site["base"] + "/accounts/login/")
+    page.fill("input[name=username]", "ada")
+    page.fill("input[name=password]", "pw-ada-123")
+    page.click("button[type=submit]")
+    page.wait_for_url(site["base"] + "/")
+    # A rule with a long change history (the page used to grow 15,000 px tall at this width).
+    history = (
+        "from alerts.models import Rule, RuleChange; "
+        "rule = Rule.objects.order_by('id').first() or Rule.objects.create(name='Long history', kind='match'); "
+        "RuleChange.objects.bulk_create([RuleChange(rule=rule, rule_name=rule.name, action='changed', "
+        "changes={'description': ['x' * 400, 'y' * 400], 'conditions': [[{'path': 'a' * 80}], []]}) "
+        "for _ in range(30)])"
+    )
+    manage(site["env"], "shell", "-c", history)
+    wide = {}
+    for name, path in page_paths(site).items():
+        page.goto(site["base"] + path)
+        page.wait_for_load_state("networkidle")
+        screenshot(page, f"phone-{name}")
+        wide[name] = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        if name == "rule":
+            assert page.evaluate("document.getElementById('changes').getBoundingClientRect().height") < 4000
+        # Every link of the header is on the screen (Alerts, Setup and Admin were cut off).
+        assert page.evaluate(
+            "[...document.querySelectorAll('header.top a')].every(a => a.getBoundingClientRect().right <= innerWidth)"
+        )
+    assert {name: px for name, px in wide.items() if px > 0} == {}
+    context.close()
+
+
+def test_every_page_on_a_laptop_for_the_artefacts(site, browser):
+    context = browser.new_context(viewport=WIDE, timezone_id="Asia/Kolkata")
+    page = context.new_page()
+    page.goto(site["base"] + "/accounts/login/")
+    page.fill("input[name=username]", "ada")
+    page.fill("input[name=password]", "pw-ada-123")
+    page.click("button[type=submit]")
+    page.wait_for_url(site["base"] + "/")
+    for name, path in page_paths(site).items():
+        page.goto(site["base"] + path)
+        page.wait_for_load_state("networkidle")
+        screenshot(page, f"wide-{name}")
+        assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0, name
+    # The latest-events table shows its Detail column (it was clipped with no visible scrollbar).
+    page.goto(site["base"] + "/")
+    wait_for(page, "document.querySelectorAll('#feed tbody tr').length > 0")
+    assert page.evaluate(
+        """() => { const box = document.querySelector('#feed').closest('.scroll').getBoundingClientRect();
+        const detail = document.querySelector('#feed thead th:last-child').getBoundingClientRect();
+        return detail.right <= box.right + 1; }"""
+    )
+    context.close()
