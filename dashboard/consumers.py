@@ -50,6 +50,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
     asked = "all"
     unscoped_alerts = False
     _rechecking = None
+    _hello_sent = False
 
     async def connect(self):
         user = self.scope.get("user")
@@ -80,6 +81,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         # Said once the tick listens, so a page that sees it misses no batch committed afterwards.
         listening = await tick.of_this_loop().wait_until_subscribed(SUBSCRIBE_WAIT)
         await self.send(text_data=orjson.dumps({"type": HELLO, "sources": sources, "listening": listening}).decode())
+        self._hello_sent = True
 
     def _groups(self, sources):
         if self.alerts_only:
@@ -124,8 +126,10 @@ class LiveConsumer(AsyncWebsocketConsumer):
         """Nothing is expected from the browser; what it sends is ignored."""
 
     async def send_text(self, text):
-        """A frame from dashboard.broadcast, already serialised."""
-        await self.send(text_data=text)
+        """A frame from dashboard.broadcast, already serialised. Frames before the hello are dropped: the
+        socket may not be accepted yet, and the page's snapshot, taken on the hello, holds what they said."""
+        if self._hello_sent:
+            await self.send(text_data=text)
 
     async def _recheck_every(self, seconds):
         while True:
