@@ -23,19 +23,42 @@ def _in(source_ids, since, until):
 def campaign_problems(source_ids, since, until, limit=LIMIT):
     """Campaign aborts and failures, newest first: what, which campaign, who, when."""
     rows = _in(source_ids, since, until).filter(kind__in=CAMPAIGN_KINDS).order_by("-id")
+    fields = ("id", "source_id", "kind", "campaign_id", "campaign_name", "user_email", "occurred_at", "received_at")
+    found = list(rows.values(*fields)[:limit])
+    names = campaign_names(source_ids, since, until, {r["campaign_id"] for r in found if not r["campaign_name"]})
     return [
         {
             "id": r["id"],
             "source": r["source_id"],
             "what": "Campaign aborted" if r["kind"] == "campaign_abort" else "Campaign failed",
-            "campaign": r["campaign_id"],
+            "campaign": _campaign(r, names),
             "user": r["user_email"],
             "occurred_at": (r["occurred_at"] or r["received_at"]).isoformat(),
         }
-        for r in rows.values("id", "source_id", "kind", "campaign_id", "user_email", "occurred_at", "received_at")[
-            :limit
-        ]
+        for r in found
     ]
+
+
+def campaign_names(source_ids, since, until, campaign_ids):
+    """{(source id, campaign id): name} that lead activities of the same range carried (notifications
+    name a campaign by number only). Bounded: within the range (partitions pruned), at most 200."""
+    campaign_ids = {c for c in campaign_ids if c}
+    if not campaign_ids:
+        return {}
+    rows = (
+        Event.objects.filter(stream="activity", source_id__in=source_ids, received_at__gte=since, received_at__lt=until)
+        .filter(campaign_id__in=campaign_ids)
+        .exclude(campaign_name="")
+        .values_list("source_id", "campaign_id", "campaign_name")[:200]
+    )
+    return {(source_id, campaign_id): name for source_id, campaign_id, name in rows}
+
+
+def _campaign(row, names):
+    name = row["campaign_name"] or names.get((row["source_id"], row["campaign_id"]))
+    if name and row["campaign_id"]:
+        return f"{name} (#{row['campaign_id']})"
+    return name or (f"#{row['campaign_id']}" if row["campaign_id"] else "")
 
 
 def quota_points(source_ids, since, until):

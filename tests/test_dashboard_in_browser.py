@@ -385,6 +385,7 @@ def test_the_audit_page_shows_changes_live_and_login_failures_stand_out(site, pa
         "t => (document.getElementById('heatmap').data[0].y || []).includes(t)",
         arg=EVIL.replace("<", "&lt;").replace(">", "&gt;"),
     )
+    screenshot(page, "audit-heatmap")
     assert page.locator("#feed img, #heatmap img, #people img").count() == 0
     assert page.evaluate("window.__pwned") is None
     assert page.dialogs == [] and page.errors == []

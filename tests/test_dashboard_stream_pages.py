@@ -16,6 +16,7 @@ from dashboard.models import AuditPerson
 from streams import announce
 from streams.models import Event, ValidationRequest
 from tests.conftest import payload
+from tests.ingest import activity, legacy_push
 
 pytestmark = pytest.mark.django_db
 
@@ -162,8 +163,8 @@ def test_the_notification_snapshot_shows_aborts_failures_and_the_quota(client, t
     client.force_login(teammate)
     found = client.get(NOTIFICATIONS, {"range": "1h", "tz": "Europe/Paris"}).json()
     assert sorted((p["what"], p["campaign"], p["user"]) for p in found["problems"]) == [
-        ("Campaign aborted", "1234", "foo@bar.com"),
-        ("Campaign failed", "1234", "foo@bar.com"),
+        ("Campaign aborted", "#1234", "foo@bar.com"),
+        ("Campaign failed", "#1234", "foo@bar.com"),
     ]
     assert found["quota"]["percent"] == 85.0
     assert found["quota"]["daily_quota"] == 50000
@@ -186,6 +187,21 @@ def test_the_quota_chart_spans_the_selected_range_empty_or_with_one_point(client
     one = client.get(NOTIFICATIONS, {"range": "1h", "tz": "Europe/Paris"}).json()
     assert one["quota_line"]["layout"]["xaxis"]["range"][0] == expected[0]  # not one millisecond
     assert one["quota_line"]["layout"]["yaxis"]["range"] == [0, 110]
+
+
+def test_a_campaign_is_named_where_lead_activities_told_its_name(client, teammate, post_io, source, api_token):
+    legacy_push(client, source, api_token, [activity(6, campaignId="1234", campaignName="Spring <b>promo</b>")])
+    post_io(payload("notification_batch.json"))
+    client.force_login(teammate)
+    found = client.get(NOTIFICATIONS, {"range": "1h"}).json()
+    assert {p["campaign"] for p in found["problems"]} == {"Spring <b>promo</b> (#1234)"}  # escaped where shown
+
+
+def test_the_heat_map_reads_darker_for_more_changes_and_slants_its_labels():
+    found = [audit.Change("ada@x.io", "Email", "edit", 3), audit.Change("bob@x.io", "Smart Campaign", "edit", 1)]
+    figure = audit.heatmap_figure(found)
+    assert figure["data"][0]["colorscale"] == "Blues" and figure["data"][0]["reversescale"] is True
+    assert figure["layout"]["xaxis"]["tickangle"] == -35
 
 
 def test_a_quota_percent_is_read_leniently():
