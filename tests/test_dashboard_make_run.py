@@ -75,3 +75,25 @@ def test_the_setup_page_names_the_key_host_and_copies_its_urls(site):
         screenshot(page, "phone-setup-copy")
         assert errors == []
         browser.close()
+
+
+@needs_chromium
+def test_pages_follow_the_system_s_dark_mode(site):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_context(color_scheme="dark").new_page()
+        page.goto(site["base"] + "/accounts/login/")
+        page.fill("input[name=username]", "ada")
+        page.fill("input[name=password]", "pw-ada-123")
+        page.click("button[type=submit]")
+        page.wait_for_url(site["base"] + "/")
+        for name, path in (("overview", "/"), ("alerts", "/alerts/"), ("setup", "/setup/")):
+            page.goto(site["base"] + path)
+            page.wait_for_load_state("networkidle")
+            screenshot(page, f"dark-{name}")
+            body = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            panel = page.evaluate("getComputedStyle(document.querySelector('.panel')).backgroundColor")
+            assert body == "rgb(20, 24, 33)" and panel == "rgb(28, 34, 48)", (name, body, panel)
+        browser.close()
