@@ -526,3 +526,22 @@ def test_the_quota_chart_follows_the_range_and_the_gauge_reads_whole(site, page)
     )
     screenshot(page, "notifications-empty-range")
     assert inside
+
+
+def test_a_type_keeps_its_colour_live_after_a_new_snapshot_and_on_the_server(site, page):
+    from dashboard.figures import colour_of
+
+    open_overview(page, site)
+    push(site, activity("/colour", type_id=6, name="Send Email"))
+    find = "() => (document.getElementById('rate-chart').data.find(t => t.name === 'Send Email') || {}).marker"
+    wait_for(page, find + " !== undefined")
+    key, live = page.evaluate(
+        "() => { const t = document.getElementById('rate-chart').data.find(t => t.name === 'Send Email');"
+        " return [t.meta.key, t.marker.color]; }"
+    )
+    assert live == colour_of(key)  # the colour the server gives it
+    page.reload()
+    wait_until_live(page)
+    assert page.evaluate(find + ".color") == live  # the same after a snapshot
+    for other in ("activity|x|1", "notification|com.adobe.platform.marketo.notification.x|", "Ümlaut 😀", "other"):
+        assert page.evaluate("k => FluxoLive.colourOf(k)", other) == colour_of(other)

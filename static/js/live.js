@@ -9,6 +9,15 @@ window.FluxoLive = (function () {
   var zone = (Intl.DateTimeFormat().resolvedOptions().timeZone) || "UTC";
   var readable = new Intl.DateTimeFormat(undefined, { timeZone: zone, dateStyle: "medium", timeStyle: "medium" });
 
+  /* A type's colour from its key, as dashboard.figures.colour_of: FNV-1a of the key's code points. */
+  var PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"];
+  function colourOf(key) {
+    if (key === "other") return "#7f7f7f";
+    var h = 0x811c9dc5;
+    for (var ch of String(key)) h = Math.imul(h ^ ch.codePointAt(0), 0x01000193) >>> 0;
+    return PALETTE[h % PALETTE.length];
+  }
+
   function cell(tag, value, className) {
     var node = document.createElement(tag);
     node.textContent = value === null || value === undefined ? "" : String(value);
@@ -225,6 +234,6 @@ window.FluxoLive = (function () {
   return {
     zone: zone, cell: cell, parseTime: parseTime, shownTime: shownTime, localiseTimes: localiseTimes,
     setStatus: setStatus, Connection: Connection, livePage: livePage, stats: stats, getJson: getJson,
-    scopeParams: scopeParams, watchScope: watchScope, takesLive: takesLive,
+    scopeParams: scopeParams, watchScope: watchScope, takesLive: takesLive, colourOf: colourOf,
   };
 })();

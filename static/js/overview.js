@@ -16,7 +16,6 @@
   var BUFFER_MAX = 2000; // frames kept while hidden; beyond, drop them and re-sync when visible
   var MAX_TRACES = 10;
   var RESYNC_MS = 5 * 60 * 1000; // a live window re-syncs now and then (old buckets leave the totals)
-  var PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
   var REASONS = ["auth", "signature", "malformed", "too_large"];
 
   var config = JSON.parse(document.getElementById("overview-config").textContent);
@@ -93,7 +92,7 @@
     Plotly.addTraces(chart, {
       type: "bar", name: plotlyText(label), meta: { key: key },
       x: state.epochs.map(plotlyTime), y: state.epochs.map(function () { return 0; }),
-      marker: { color: PALETTE[index % PALETTE.length] },
+      marker: { color: L.colourOf(key) },  // by key, as the server colours it: the same on every page
       hovertemplate: "%{y:.1f} per minute<extra>%{fullData.name}</extra>",
     });
     state.traceOf.set(key, index);
