@@ -16,10 +16,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 migrate: venv
 	$(PY) manage.py migrate --noinput
 
+# The web process serves http://127.0.0.1:8000 (Procfile): that is the public URL unless one is given,
+# so alert messages link to their alert (the worker has no request to build the link from).
 run: migrate
 	$(PY) manage.py bootstrap_demo
 	$(PY) manage.py install_rule_presets --demo
-	$(VENV)/bin/honcho start -f Procfile
+	FLUXO_PUBLIC_URL="$${FLUXO_PUBLIC_URL:-http://127.0.0.1:$${FLUXO_PORT:-8000}}" $(VENV)/bin/honcho start -f Procfile
 
 test: venv
 	bash tests/run.sh

@@ -278,7 +278,11 @@ def check_outbound_url(url, https_only=False):
     except ValueError:
         return
     if not settings.FLUXO_ALLOW_PRIVATE_URLS and not urlguard.is_public(address):
-        raise forms.ValidationError("This URL points at a private or reserved address.")
+        raise forms.ValidationError(
+            "This URL points at a private or reserved address (here: a loopback or private network). Fluxo "
+            "posts only to public addresses unless FLUXO_ALLOW_PRIVATE_URLS=1 is set (for a receiver on this "
+            "machine or network, e.g. in development)."
+        )
 
 
 class DestinationForm(forms.ModelForm):
@@ -365,7 +369,12 @@ class DestinationForm(forms.ModelForm):
                     forms.EmailField().clean(address)
                 except forms.ValidationError:
                     self.add_error("email_to", f"Not an e-mail address: {address}")
-        elif kind in (Destination.Kind.SLACK, Destination.Kind.WEBHOOK) and not cleaned.get("url"):
+        elif (
+            kind in (Destination.Kind.SLACK, Destination.Kind.WEBHOOK)
+            and not cleaned.get("url")
+            and "url" not in self.errors
+        ):
+            # A URL given but refused already says why; "needs a URL" would claim it is missing.
             self.add_error("url", "This kind of destination needs a URL.")
         if cleaned.get("slack_bot_token") and not cleaned.get("slack_channel"):
             self.add_error("slack_channel", "With a bot token, give the channel id.")

@@ -8,11 +8,13 @@ collected in Effects and done after commit.
 import logging
 from datetime import timedelta
 
+import orjson
 from django.db import transaction
 from django.db.models import Q
 
 from alerts import announce
 from alerts.models import Alert, AlertEvent, Delivery, Rule
+from streams.models import Event
 
 log = logging.getLogger(__name__)
 
@@ -67,43 +69,124 @@ def timeline(alert, kind, detail="", user=None, at=None):
 
 
 # --- Event alerts (match, watch) -------------------------------------------------------------------------
+#
+# One open alert per rule and group: matches join it (a count, the latest samples) until it is
+# acknowledged, resolved by hand, or quiet for the rule's window (``collecting_until`` holds when it
+# closes if nothing more matches). Its first message waits the grouping wait, so a burst is one
+# message; matches after a message go out as a digest, at most once per grouping wait, so a watched
+# lead that stays busy keeps being reported.
+
+EVENT_KINDS = (Rule.Kind.MATCH, Rule.Kind.WATCH)
 
 
 def collect(rule, group_key, labels, events, now, effects):
-    """Add matching events to the group's collecting alert, opening one (and its deliveries) if none is."""
+    """Add matching events to the group's open alert, opening one (and its first message) if none is."""
     alert = (
         Alert.objects.select_for_update()
-        .filter(rule_id=rule.id, group_key=group_key, state=Alert.State.FIRED, collecting_until__gt=now)
+        .filter(rule_id=rule.id, group_key=group_key, state=Alert.State.FIRING)
         .order_by("-id")
         .first()
     )
     if alert is None:
-        until = now + rule.group_wait
         alert = Alert.objects.create(
             rule_id=rule.id,
             group_key=group_key,
             labels=labels,
             source_id=events[0].get("source_id"),
-            state=Alert.State.FIRED,
+            state=Alert.State.FIRING,
             severity=rule.severity,
             started_at=now,
             fired_at=now,
-            collecting_until=until,
         )
         late = " (late: backfilled from Adobe's journal)" if events[0].get("late") else ""
-        timeline(alert, "fired", f"first match: {describe(events[0])}{late}", at=now)
-        _schedule(alert, rule.id, Delivery.Reason.FIRING, until, effects)
+        timeline(alert, "firing", f"first match: {describe(events[0])}{late}", at=now)
+        _schedule(alert, rule.id, Delivery.Reason.FIRING, now + rule.group_wait, effects)
+    elif alert.last_notified_at is not None and not _waiting(alert):
+        due = max(now, alert.last_notified_at + rule.group_wait)
+        timeline(alert, "digest", f"{len(events)} new: {describe(events[-1])}", at=now)
+        _schedule(alert, rule.id, Delivery.Reason.FIRING, due, effects)
     sources = {e.get("source_id") for e in events}
     if alert.source_id is not None and sources != {alert.source_id}:
         alert.source_id = None  # events from several sources: the alert belongs to none of them alone
     alert.hits += len(events)
-    alert.samples = (alert.samples + [sample(e) for e in events])[:MAX_SAMPLES]
-    alert.summary = f"{alert.hits} matching event" + ("" if alert.hits == 1 else "s")
+    alert.samples = ((alert.samples or []) + [sample(e) for e in events])[-MAX_SAMPLES:]  # the latest
+    alert.summary = summary_of(events[-1], alert.hits)
     if any(e.get("late") for e in events):
         alert.summary += ", some late (backfilled from Adobe's journal)"
-    alert.save(update_fields=["source", "hits", "samples", "summary", "updated_at"])
+    alert.collecting_until = now + rule.window  # closes when quiet this long
+    alert.save(update_fields=["source", "hits", "samples", "summary", "collecting_until", "updated_at"])
     effects.changed(alert)
     return alert
+
+
+def _waiting(alert):
+    return alert.deliveries.filter(status__in=[Delivery.Status.PENDING, Delivery.Status.CLAIMED]).exists()
+
+
+def summary_of(event, hits):
+    """What happened, in words, from the latest event: the campaign, the lead, the user, the quota percent."""
+    text = what_happened(event)
+    return text if hits == 1 else f"{text} (the latest of {hits} events)"
+
+
+def what_happened(event):
+    kind = event.get("kind") or ""
+    campaign = _campaign(event)
+    user = event.get("user_email") or (f"user #{event.get('user_numeric')}" if event.get("user_numeric") else "")
+    by = f" by {user}" if user else ""
+    if kind in ("campaign_abort", "campaign_failure"):
+        verb = "aborted" if kind == "campaign_abort" else "failed"
+        return f"Campaign {verb}: {campaign or 'a campaign'}{by}"
+    if kind == "web_services":
+        percent = _quota_percent(event)
+        return "Web-service quota" + (f" at {percent:g} % of the daily limit" if percent is not None else " notice")
+    if event.get("stream") == "audit":
+        what = " ".join(str(p) for p in (event.get("component_type"), event.get("component_id")) if p)
+        return f"{user or 'someone'} {event.get('action') or 'changed'} {what}".strip()
+    parts = [event.get("activity_type_name") or event.get("type") or event.get("stream") or "event"]
+    if event.get("lead_id"):
+        parts.append(f"lead {event.get('lead_id')}")
+    if campaign:
+        parts.append(campaign)
+    if event.get("primary_attribute"):
+        parts.append(str(event.get("primary_attribute"))[:80])
+    return ", ".join(str(p) for p in parts)
+
+
+def _campaign(event):
+    name, number = event.get("campaign_name"), event.get("campaign_id")
+    if name:
+        return f"“{name}”"
+    return f"campaign {number}" if number else ""
+
+
+def _quota_percent(event):
+    """The percent a web-service quota notification carries (in its details, which rules do not read)."""
+
+    details = (
+        Event.objects.filter(id=event.get("id")).values_list("details", flat=True).first() if event.get("id") else None
+    )
+    try:
+        found = orjson.loads(details) if details else {}
+        action = found.get("eventAction", found) if isinstance(found, dict) else {}
+        value = action.get("percent") if isinstance(action, dict) else None
+        return float(str(value).rstrip("% ")) if value is not None and not isinstance(value, bool) else None
+    except (ValueError, TypeError):
+        return None
+
+
+def close_quiet(rules, now, effects):
+    """Event alerts with no match for their rule's window resolve; how many."""
+    closed = 0
+    quiet = Alert.objects.select_for_update().filter(
+        state=Alert.State.FIRING, rule__kind__in=EVENT_KINDS, collecting_until__lt=now
+    )
+    for alert in quiet:
+        rule = rules.by_id.get(alert.rule_id)
+        minutes = int(rule.window.total_seconds() // 60) if rule else 0
+        resolve(alert, rule, now, effects, f"no new match for {minutes} minutes")
+        closed += 1
+    return closed
 
 
 def sample(event):
@@ -207,9 +290,12 @@ def resolve(alert, rule, now, effects, detail):
 
 
 def remind(rules, now, effects):
-    """Firing alerts not acknowledged, last told more than the rule's repeat interval ago, get a reminder."""
+    """Firing alerts not acknowledged, last told more than the rule's repeat interval ago, get a reminder;
+    event alerts that went quiet close first (close_quiet)."""
+    close_quiet(rules, now, effects)
     reminded = 0
     firing = Alert.objects.filter(state=Alert.State.FIRING, acknowledged_at=None, last_notified_at__isnull=False)
+    firing = firing.exclude(rule__kind__in=EVENT_KINDS)  # they send digests of new matches instead
     waiting = Delivery.objects.filter(status__in=[Delivery.Status.PENDING, Delivery.Status.CLAIMED])
     for alert in firing.exclude(deliveries__in=waiting):
         rule = rules.by_id.get(alert.rule_id)
@@ -234,12 +320,31 @@ def _schedule(alert, rule_id, reason, due_at, effects):
 
 
 def acknowledge(alert, user, now, comment=""):
-    """Acknowledge a firing alert: no reminders until it resolves. Returns False if it was not firing."""
+    """Acknowledge a firing alert: no reminders until it resolves; an event alert closes (the next match
+    opens a new one). Returns False if it was not firing."""
     updated = Alert.objects.filter(pk=alert.pk, state=Alert.State.FIRING, acknowledged_at=None).update(
         acknowledged_at=now, acknowledged_by=user
     )
     if updated:
         timeline(alert, "acknowledged", comment, user=user, at=now)
         alert.refresh_from_db()
-        transaction.on_commit(lambda: announce.alerts_changed([alert]))
+        if alert.rule.kind in EVENT_KINDS:
+            _close_by(alert, user, now, f"acknowledged by {user.get_username()}")
+        else:
+            transaction.on_commit(lambda: announce.alerts_changed([alert]))
     return bool(updated)
+
+
+def resolve_by_hand(alert, user, now):
+    """Close a firing event alert now (its matches stop joining it). False if it was not one."""
+    locked = Alert.objects.select_for_update().filter(pk=alert.pk, state=Alert.State.FIRING).first()
+    if locked is None or locked.rule.kind not in EVENT_KINDS:
+        return False
+    _close_by(locked, user, now, f"resolved by hand by {user.get_username()}")
+    return True
+
+
+def _close_by(alert, user, now, detail):
+    effects = Effects()
+    resolve(alert, alert.rule, now, effects, detail)
+    transaction.on_commit(effects.after_commit)

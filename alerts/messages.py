@@ -178,7 +178,8 @@ _SAMPLE_KEYS = {
 
 
 def alert_url(alert_id):
-    """The alert's page, or None when FLUXO_PUBLIC_URL is unset (no request to build it from)."""
+    """The alert's page, or None when FLUXO_PUBLIC_URL is unset (no request to build it from; `make run`
+    sets it to the address it serves, http://127.0.0.1:8000, unless one is given)."""
     base = getattr(settings, "FLUXO_PUBLIC_URL", None)
     if not base or alert_id is None:
         return None

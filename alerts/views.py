@@ -14,6 +14,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import Case, IntegerField, Value, When
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -157,8 +158,16 @@ def _time(text):
 
 @require_POST
 @manager_required
+@transaction.atomic
 def acknowledge(request, alert_id):
+    """Acknowledge a firing alert, or (``close``) resolve a firing event alert by hand."""
     alert = get_object_or_404(visible_alerts(request.user), pk=alert_id)
+    if request.POST.get("close"):
+        if lifecycle.resolve_by_hand(alert, request.user, timezone.now()):
+            messages.success(request, "Resolved: the next match opens a new alert.")
+        else:
+            messages.warning(request, "Not resolved: only a firing match or watch-list alert is resolved by hand.")
+        return redirect(back_to(request, reverse("alerts:detail", args=[alert.pk])))
     form = AcknowledgeForm(request.POST)
     comment = form.cleaned_data["comment"] if form.is_valid() else ""
     if lifecycle.acknowledge(alert, request.user, timezone.now(), comment):

@@ -105,7 +105,10 @@ def heatmap_figure(found, max_users=MAX_USERS):
                 "x": [figures.plotly_text(c) for c in components],
                 "y": [figures.plotly_text(p) for p in people_ranked],
                 "z": z,
+                # Plotly's "Blues" runs dark to light; reversed, more changes read darker.
                 "colorscale": "Blues",
+                "reversescale": True,
+                "colorbar": {"title": {"text": "changes"}, "thickness": 12},
                 "hovertemplate": "%{y}<br>%{x}: %{z} changes<extra></extra>",
             }
         ],
@@ -118,7 +121,8 @@ def _heatmap_layout(rows):
         "height": max(260, 60 + 24 * rows),
         "margin": {"l": 200, "r": 10, "t": 10, "b": 80},
         "yaxis": {"autorange": "reversed", "automargin": True},
-        "xaxis": {"automargin": True},
+        # Slanted component names never overlap, however many there are.
+        "xaxis": {"automargin": True, "tickangle": -35},
     }
     if not rows:
         layout["annotations"] = [

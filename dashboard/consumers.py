@@ -1,7 +1,8 @@
 """The live socket, for logged-in people and the sources they may see.
 
-``/ws/live/?source=<id>|all`` follows the overview: ``live.delta`` and ``live.health`` frames
-(dashboard.tick). ``/ws/live/?view=tail&source=…&type=…&lead=…&campaign=…`` tails lead activities
+``/ws/live/?source=<id>|all`` follows the overview: ``live.delta``, ``live.health`` and ``live.alerts``
+frames (dashboard.tick). ``/ws/live/?view=alerts&source=…`` follows only the alerts (``live.alerts``).
+``/ws/live/?view=tail&source=…&type=…&lead=…&campaign=…`` tails lead activities
 through a filter applied on the server: ``live.tail`` frames.
 
 The session is authenticated in connect() (Channels' AuthMiddlewareStack put the user in the scope);
@@ -27,9 +28,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth import get_user_model
 
 from alerts.access import can_manage
-from dashboard import tail, tick
+from dashboard import broadcast, tail, tick
 from dashboard.access import visible_sources
-from dashboard.groups import HELLO, SOURCES_FRAME, source_group, tail_group, unscoped_alerts_group
+from dashboard.groups import HELLO, SOURCES_FRAME, alerts_group, source_group, tail_group, unscoped_alerts_group
 from fluxo.metrics import WEBSOCKETS
 
 REFUSED_BAD_REQUEST = 4400
@@ -41,11 +42,16 @@ _SOURCE_ID = re.compile(r"[0-9]{1,18}")
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
+    # Frames reach a socket from its own process's tick (dashboard.broadcast), never over the channel
+    # layer: an alias no setting names keeps each socket from holding a blocking Redis receive open.
+    channel_layer_alias = "fluxo-live-sockets-need-no-channel-layer"
     sources = ()
     tail_filter = None
+    alerts_only = False
     asked = "all"
     unscoped_alerts = False
     _rechecking = None
+    _hello_sent = False
 
     async def connect(self):
         user = self.scope.get("user")
@@ -56,6 +62,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         params = {name: values[-1] for name, values in query.items()}
         try:
             tail_filter = tail.parse(params) if params.get("view") == "tail" else None
+            self.alerts_only = params.get("view") == "alerts"
         except tail.BadFilter:
             await self.close(code=REFUSED_BAD_REQUEST)
             return
@@ -68,7 +75,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         await self._join(sources)
         if tail_filter is None and await database_sync_to_async(sees_unscoped_alerts)(user):
             self.unscoped_alerts = True
-            await self.channel_layer.group_add(unscoped_alerts_group(), self.channel_name)
+            broadcast.groups().add(unscoped_alerts_group(), self)
         self._rechecking = asyncio.get_running_loop().create_task(self._recheck_every(RECHECK))
         tick.of_this_loop().sockets.add(self)
         WEBSOCKETS.inc()
@@ -76,35 +83,40 @@ class LiveConsumer(AsyncWebsocketConsumer):
         # Said once the tick listens, so a page that sees it misses no batch committed afterwards.
         listening = await tick.of_this_loop().wait_until_subscribed(SUBSCRIBE_WAIT)
         await self.send(text_data=orjson.dumps({"type": HELLO, "sources": sources, "listening": listening}).decode())
+        self._hello_sent = True
 
     def _groups(self, sources):
+        if self.alerts_only:
+            return [alerts_group(s) for s in sources]
         if self.tail_filter is None:
             return [source_group(s) for s in sources]
         return [tail_group(s, self.tail_filter.key()) for s in sources]
 
     async def _join(self, added):
         for name in self._groups(added):
-            await self.channel_layer.group_add(name, self.channel_name)
+            broadcast.groups().add(name, self)
         self.sources = sorted({*self.sources, *added})
         live = tick.of_this_loop()
-        if self.tail_filter is None:
+        if self.alerts_only:
+            live.start()  # it forwards alerts; no source to watch for deltas
+        elif self.tail_filter is None:
             live.join(added)
         else:
             live.join_tail(added, self.tail_filter)
 
     async def _leave(self, removed):
         for name in self._groups(removed):
-            await self.channel_layer.group_discard(name, self.channel_name)
+            broadcast.groups().discard(name, self)
         self.sources = [s for s in self.sources if s not in set(removed)]
         live = tick.of_this_loop()
-        if self.tail_filter is None:
-            live.leave(removed)
-        else:
+        if self.tail_filter is not None:
             live.leave_tail(removed, self.tail_filter)
+        elif not self.alerts_only:
+            live.leave(removed)
 
     async def disconnect(self, code):
         if self.unscoped_alerts:
-            await self.channel_layer.group_discard(unscoped_alerts_group(), self.channel_name)
+            broadcast.groups().discard(unscoped_alerts_group(), self)
         if self._rechecking is not None:
             self._rechecking.cancel()
             self._rechecking = None
@@ -116,8 +128,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None):
         """Nothing is expected from the browser; what it sends is ignored."""
 
-    async def dashboard_frame(self, message):
-        await self.send(text_data=message["text"])
+    async def send_text(self, text):
+        """A frame from dashboard.broadcast, already serialised. Frames before the hello are dropped: the
+        socket may not be accepted yet, and the page's snapshot, taken on the hello, holds what they said."""
+        if self._hello_sent:
+            await self.send(text_data=text)
 
     async def _recheck_every(self, seconds):
         while True:

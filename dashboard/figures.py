@@ -12,7 +12,9 @@ from dashboard.labels import type_key
 OTHER_KEY = "other"
 OTHER_LABEL = "Other types"
 MAX_TRACES = 10
-# Plotly's default palette, so a trace keeps its colour when the browser adds one for a new type.
+# Plotly's default palette without its grey, which is kept for "Other types". A type's colour comes from
+# its key (colour_of), never from its position, so it keeps its colour across updates and pages.
+OTHER_COLOUR = "#7f7f7f"
 PALETTE = (
     "#1f77b4",
     "#ff7f0e",
@@ -21,10 +23,19 @@ PALETTE = (
     "#9467bd",
     "#8c564b",
     "#e377c2",
-    "#7f7f7f",
     "#bcbd22",
     "#17becf",
 )
+
+
+def colour_of(key):
+    """A type's colour: FNV-1a of its key's code points, into PALETTE (static/js/overview.js: the same)."""
+    if key == OTHER_KEY:
+        return OTHER_COLOUR
+    h = 0x811C9DC5
+    for ch in key:
+        h = ((h ^ ord(ch)) * 0x01000193) & 0xFFFFFFFF
+    return PALETTE[h % len(PALETTE)]
 
 
 def plotly_text(text):
@@ -73,7 +84,7 @@ def rate_figure(counts, window, labels, zone, max_traces=MAX_TRACES):
             series.setdefault(OTHER_KEY, [0.0] * len(starts))
         series[key][index[c.bucket]] += c.count / per_minute
     x = [local_time(start, zone) for start in starts]
-    traces = [_bar(key, labels.get(key, key), x, series[key], i) for i, key in enumerate(series)]
+    traces = [_bar(key, labels.get(key, key), x, series[key]) for key in series]
     layout = _rate_layout(window)
     if not traces:
         layout["xaxis"] = {"type": "date", "range": [x[0], local_time(int(window.until.timestamp()), zone)]}
@@ -81,7 +92,7 @@ def rate_figure(counts, window, labels, zone, max_traces=MAX_TRACES):
     return {"data": traces, "layout": layout}
 
 
-def _bar(key, label, x, y, position):
+def _bar(key, label, x, y):
     name = OTHER_LABEL if key == OTHER_KEY else plotly_text(label)
     return {
         "type": "bar",
@@ -89,7 +100,7 @@ def _bar(key, label, x, y, position):
         "x": x,
         "y": [round(v, 3) for v in y],
         "meta": {"key": key},
-        "marker": {"color": PALETTE[position % len(PALETTE)]},
+        "marker": {"color": colour_of(key)},
         "hovertemplate": "%{y:.1f} per minute<extra>%{fullData.name}</extra>",
     }
 

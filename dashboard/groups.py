@@ -1,16 +1,15 @@
 """Names shared by the live machinery: the socket path, group names, message types.
 
 Group names are made here and nowhere else. Each web process coalesces announced batches for its
-own sockets only (dashboard.tick), so a group belongs to one process: its name carries a token of
-that process, and two web processes can never both deliver one delta to a socket.
+own sockets only (dashboard.tick) and keeps its groups in memory (dashboard.broadcast), so a group
+belongs to one process; its name carries a token of that process all the same, so that a name seen
+in a log says whose it is.
 """
 
 import os
 import secrets
 
 SOCKET_PATH = "/ws/live/"
-# The channel-layer message type (namespaced; Channels calls the consumer method dashboard_frame).
-FRAME = "dashboard.frame"
 # The Redis channel on which a change of who sees which source is announced (dashboard.signals); each
 # process's tick hears it and has its sockets check their sources again.
 SOURCES_CHANGED_CHANNEL = "fluxo:dashboard:sources-changed"
@@ -33,6 +32,11 @@ def source_group(source_id):
 def tail_group(source_id, filter_key):
     """The group of this process's sockets that tail one source's activities through one filter."""
     return f"fluxo.live.{PROCESS}.tail.{int(source_id)}.{filter_key}"
+
+
+def alerts_group(source_id):
+    """The group of this process's sockets that follow only the alerts of one source (the alerts page)."""
+    return f"fluxo.live.{PROCESS}.alerts-of.{int(source_id)}"
 
 
 def unscoped_alerts_group():

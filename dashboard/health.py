@@ -64,7 +64,7 @@ def _row(source, now, minutes, unavailable):
         "munchkin_id": source.munchkin_id,
         "last_event_at": last.isoformat() if last else None,
         **silence(last, now),
-        "per_minute": per_minute(sum(minutes.values())),
+        "per_minute": per_minute(minutes, now),
         "minutes": sorted([minute, n] for minute, n in minutes.items()),
         "lag_p50_s": percentile(values, 0.5),
         "lag_p95_s": percentile(values, 0.95),
@@ -83,8 +83,23 @@ def registrations(source, now):
     return found
 
 
-def per_minute(events_in_rate_window):
-    return round(events_in_rate_window / (RATE_WINDOW.total_seconds() / 60), 2)
+def per_minute(minutes, now):
+    """Events a minute, as the chart shows them: ``minutes`` ({minute start (epoch s): events} of the
+    rate window) over the time they span, up to ``now``.
+
+    The span begins at the first minute with events (a source that began sending, or came back,
+    inside the window is not averaged over all of it). That minute is left out once a complete minute
+    follows it, since the source may have begun part-way through it. The span is at least a minute,
+    so a first batch does not read as a rate. (Dividing by the whole window read 7.87 for a source
+    sending 60 a minute for two minutes.) static/js/overview.js computes the same.
+    """
+    now_s = now.timestamp()
+    active = sorted(m for m, n in minutes.items() if n and m <= now_s)
+    if not active:
+        return 0.0
+    start = active[0] + 60 if active[0] + 60 < now_s // 60 * 60 else active[0]
+    events = sum(n for m, n in minutes.items() if start <= m <= now_s)
+    return round(events / max(1.0, (now_s - start) / 60), 2)
 
 
 def counter_values(raw, unavailable):

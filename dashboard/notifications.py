@@ -23,19 +23,42 @@ def _in(source_ids, since, until):
 def campaign_problems(source_ids, since, until, limit=LIMIT):
     """Campaign aborts and failures, newest first: what, which campaign, who, when."""
     rows = _in(source_ids, since, until).filter(kind__in=CAMPAIGN_KINDS).order_by("-id")
+    fields = ("id", "source_id", "kind", "campaign_id", "campaign_name", "user_email", "occurred_at", "received_at")
+    found = list(rows.values(*fields)[:limit])
+    names = campaign_names(source_ids, since, until, {r["campaign_id"] for r in found if not r["campaign_name"]})
     return [
         {
             "id": r["id"],
             "source": r["source_id"],
             "what": "Campaign aborted" if r["kind"] == "campaign_abort" else "Campaign failed",
-            "campaign": r["campaign_id"],
+            "campaign": _campaign(r, names),
             "user": r["user_email"],
             "occurred_at": (r["occurred_at"] or r["received_at"]).isoformat(),
         }
-        for r in rows.values("id", "source_id", "kind", "campaign_id", "user_email", "occurred_at", "received_at")[
-            :limit
-        ]
+        for r in found
     ]
+
+
+def campaign_names(source_ids, since, until, campaign_ids):
+    """{(source id, campaign id): name} that lead activities of the same range carried (notifications
+    name a campaign by number only). Bounded: within the range (partitions pruned), at most 200."""
+    campaign_ids = {c for c in campaign_ids if c}
+    if not campaign_ids:
+        return {}
+    rows = (
+        Event.objects.filter(stream="activity", source_id__in=source_ids, received_at__gte=since, received_at__lt=until)
+        .filter(campaign_id__in=campaign_ids)
+        .exclude(campaign_name="")
+        .values_list("source_id", "campaign_id", "campaign_name")[:200]
+    )
+    return {(source_id, campaign_id): name for source_id, campaign_id, name in rows}
+
+
+def _campaign(row, names):
+    name = row["campaign_name"] or names.get((row["source_id"], row["campaign_id"]))
+    if name and row["campaign_id"]:
+        return f"{name} (#{row['campaign_id']})"
+    return name or (f"#{row['campaign_id']}" if row["campaign_id"] else "")
 
 
 def quota_points(source_ids, since, until):
@@ -86,7 +109,7 @@ def gauge_figure(percent):
                 "value": percent if percent is not None else 0,
                 "number": {"suffix": " %"},
                 "gauge": {
-                    "axis": {"range": [0, max(FULL_PERCENT, percent or 0)]},
+                    "axis": {"range": [0, max(FULL_PERCENT, percent or 0)], "tickvals": [0, 20, 40, 60, 80, 100]},
                     "bar": {"color": "#2557d6"},
                     "steps": [
                         {"range": [WARN_PERCENT, FULL_PERCENT], "color": "#fde7b0"},
@@ -96,12 +119,16 @@ def gauge_figure(percent):
                 },
             }
         ],
-        "layout": {"height": 220, "margin": {"l": 20, "r": 20, "t": 10, "b": 10}},
+        # Room above and beside the arc for its tick labels ("100" was clipped at the right).
+        "layout": {"height": 220, "margin": {"l": 40, "r": 50, "t": 30, "b": 10}},
     }
 
 
-def quota_line_figure(points, names, zone):
-    """Percent of the daily quota over time, one line per source, with 80 % and 100 % marks."""
+def quota_line_figure(points, names, zone, window):
+    """Percent of the daily quota over time, one line per source, with 80 % and 100 % marks.
+
+    The time axis spans the selected range (``window``), never what Plotly guesses from the points:
+    with none it guessed Jan to Nov 2000, with one a millisecond."""
     series = {}
     for moment, source_id, percent, _quota in points:
         x, y = series.setdefault(source_id, ([], []))
@@ -117,11 +144,20 @@ def quota_line_figure(points, names, zone):
         "layout": {
             "height": 260,
             "margin": {"l": 50, "r": 10, "t": 10, "b": 40},
-            "xaxis": {"type": "date"},
-            "yaxis": {"title": {"text": "% of daily quota"}, "rangemode": "tozero"},
+            "xaxis": {"type": "date", "range": [_local(window.since, zone), _local(window.until, zone)]},
+            "yaxis": {"title": {"text": "% of daily quota"}, "range": [0, max([110, *(p[2] + 10 for p in points)])]},
             "shapes": marks,
+            **({} if data else {"annotations": [_NO_QUOTA]}),
         },
     }
+
+
+_NO_QUOTA = {"text": "No quota notification in this range", "showarrow": False, "xref": "paper", "yref": "paper",
+             "x": 0.5, "y": 0.5}  # fmt: skip
+
+
+def _local(moment, zone):
+    return figures.local_time(moment.timestamp(), zone)
 
 
 def _mark(percent, color):

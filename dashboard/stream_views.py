@@ -1,7 +1,9 @@
 """The audit, notification and setup pages, and the JSON snapshots the first two load."""
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
@@ -17,6 +19,7 @@ from fluxo.pages import with_page_policy
 from streams import announce, endpoints, links
 
 PARAMETERS = {"source", "range", "since", "until", "tz"}
+ADOBE_KEY_HOST = "static.adobeioevents.com"
 VALIDATION_TTL = timedelta(minutes=5)  # Adobe's validation URLs expire 5 minutes after they are sent
 
 
@@ -76,7 +79,7 @@ def notifications_snapshot(request):
         "problems": notifications.campaign_problems(ids, window.since, window.until),
         "quota": None if latest is None else {"source": latest[1], "percent": latest[2], "daily_quota": latest[3]},
         "gauge": notifications.gauge_figure(latest[2] if latest else None),
-        "quota_line": notifications.quota_line_figure(points, names, zone),
+        "quota_line": notifications.quota_line_figure(points, names, zone, window),
         "others": notifications.others(ids, window.since, window.until),
     }
 
@@ -96,4 +99,16 @@ def setup_page(request):
         for source in visible_sources(request.user)
     ]
     token_url = endpoints.absolute(reverse("oauth2_token"), request)
-    return with_page_policy(render(request, "dashboard/setup.html", {"rows": rows, "token_url": token_url}))
+    context = {"rows": rows, "token_url": token_url, **key_host()}
+    return with_page_policy(render(request, "dashboard/setup.html", context))
+
+
+def key_host():
+    """Where unpinned signature keys come from: Adobe's host, or (under `make run`) the simulator's."""
+    base = settings.ADOBE_IO_KEY_BASE_URL.rstrip("/")
+    host = urlsplit(base).hostname or ""
+    return {
+        "key_host": base,
+        "key_host_is_adobe": host == ADOBE_KEY_HOST,
+        "key_host_is_local": host in ("127.0.0.1", "localhost", "::1"),
+    }

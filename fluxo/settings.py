@@ -159,10 +159,14 @@ else:
     FLUXO_REDIS_URL = f"unix://{_sock}"
     CELERY_BROKER_URL = f"redis+socket://{_sock}"
 
+# channels_redis receives with a blocking BZPOPMIN of 5 s; redis-py's default read timeout is 5 s too,
+# so a quiet socket's receive timed out and its websocket dropped every ~6 s. A read timeout well past
+# the blocking wait keeps quiet sockets open and still notices a Redis that stopped answering.
+CHANNEL_LAYER_SOCKET_TIMEOUT = 15
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [FLUXO_REDIS_URL]},
+        "CONFIG": {"hosts": [{"address": FLUXO_REDIS_URL, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}]},
     },
 }
 

@@ -1,5 +1,6 @@
 """The evaluator on events posted to the real receivers: every rule kind, exactly once, with its deliveries."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -53,21 +54,32 @@ def test_a_burst_of_list_adds_becomes_one_alert_that_counts_them_all(client, sou
 
     assert evaluate.evaluate() == 2
     alert = Alert.objects.get(rule=rule)
-    assert (alert.state, alert.hits, len(alert.samples)) == ("fired", 300, 20)
-    assert alert.samples[0]["value"] == "VIP prospects"
+    assert (alert.state, alert.hits, len(alert.samples)) == ("firing", 300, 20)
+    assert alert.samples[-1]["value"] == "VIP prospects"
+    assert re.fullmatch(r"Add To List, lead 2\d{3}, VIP prospects \(the latest of 300 events\)", alert.summary)
     delivery = Delivery.objects.get()
-    assert (delivery.destination, delivery.reason, delivery.due_at) == (slack, "firing", alert.collecting_until)
+    first_due = alert.started_at + timedelta(seconds=rule.group_wait_seconds)  # the grouping wait
+    assert (delivery.destination, delivery.reason, delivery.due_at) == (slack, "firing", first_due)
     assert evaluate.evaluate() == 0  # nothing evaluated twice
     assert Alert.objects.get(rule=rule).hits == 300
 
 
-def test_a_match_after_the_grouping_wait_opens_a_new_alert(client, source, api_token):
-    rule = from_preset("delete-lead", group_wait_seconds=60)
+def test_matches_join_the_open_alert_until_it_is_quiet_for_the_window_then_a_new_one_opens(client, source, api_token):
+    rule = from_preset("delete-lead", group_wait_seconds=60, window_minutes=5)
+    start = timezone.now()
     legacy_push(client, source, api_token, [activity(DELETE_LEAD)])
-    evaluate.evaluate()
+    evaluate.evaluate(now=start)
     legacy_push(client, source, api_token, [activity(DELETE_LEAD)])
-    evaluate.evaluate(now=timezone.now() + timedelta(minutes=2))
-    assert list(Alert.objects.filter(rule=rule).values_list("hits", flat=True)) == [1, 1]
+    evaluate.evaluate(now=start + timedelta(minutes=2))
+    assert list(Alert.objects.filter(rule=rule).values_list("state", "hits")) == [("firing", 2)]
+    evaluate.tick(now=start + timedelta(minutes=8))  # quiet for more than 5 minutes: closes
+    assert Alert.objects.get(rule=rule).state == "resolved"
+    legacy_push(client, source, api_token, [activity(DELETE_LEAD)])
+    evaluate.evaluate(now=start + timedelta(minutes=9))
+    assert list(Alert.objects.filter(rule=rule).order_by("id").values_list("state", "hits")) == [
+        ("resolved", 2),
+        ("firing", 1),
+    ]
 
 
 def test_notification_and_audit_templates_fire_on_their_streams(client, source, key_server, signed_headers):
@@ -96,6 +108,34 @@ def test_notification_and_audit_templates_fire_on_their_streams(client, source, 
     assert fired[audit_abort.id].hits == 1
     assert fired[login.id].labels == {"user": "intruder@example.com"}
     assert len(fired) == 4
+    # Each summary names what happened, not "1 matching event".
+    assert fired[quota.id].summary == "Web-service quota at 80 % of the daily limit"
+    assert fired[aborted.id].summary == "Campaign aborted: campaign 7 by a@example.com"
+    assert fired[login.id].summary.startswith("intruder@example.com login failure Login")
+
+
+def test_a_watched_lead_that_stays_busy_is_reported_again_as_a_digest(client, source, api_token, slack):
+    watched = WatchList.objects.create(name="VIP leads", entries="1001")
+    rule = from_preset(
+        "watched-leads", watch_list=watched, group_by="lead", destinations=[slack], group_wait_seconds=60
+    )
+    start = timezone.now()
+    legacy_push(client, source, api_token, [activity(VISIT, lead="1001", primary="/pricing")])
+    evaluate.evaluate(now=start)
+    (first,) = Delivery.objects.all()
+    Delivery.objects.update(status="sent")  # as the delivery task would, and then:
+    Alert.objects.update(last_notified_at=start + timedelta(minutes=1))
+    legacy_push(client, source, api_token, [activity(VISIT, lead="1001", primary="/contact")])
+    evaluate.evaluate(now=start + timedelta(minutes=1, seconds=10))
+    alert = Alert.objects.get(rule=rule)
+    assert (alert.state, alert.hits) == ("firing", 2)
+    assert alert.summary == "Visit Webpage, lead 1001, /contact (the latest of 2 events)"
+    digest = Delivery.objects.exclude(pk=first.pk).get()
+    assert digest.reason == "firing" and digest.due_at == start + timedelta(minutes=2)  # one grouping wait later
+    legacy_push(client, source, api_token, [activity(VISIT, lead="1001", primary="/demo")])
+    evaluate.evaluate(now=start + timedelta(minutes=1, seconds=20))
+    assert Delivery.objects.count() == 2  # the waiting digest will carry it
+    assert Alert.objects.get(rule=rule).hits == 3
 
 
 def test_a_watched_lead_fires_on_any_activity_by_id_or_e_mail(client, source, api_token):

@@ -11,6 +11,7 @@ import pytest
 
 from tests.browser import launch, needs_chromium
 from tests.processes import bare_env, daphne, http, manage, stop_embedded_redis
+from tests.screenshots import PHONE, WIDE, screenshot
 
 WAIT_MS = 15000  # a bound on a failure, never a measured time
 EVIL = '<img src=x onerror="window.__pwned=1">'
@@ -172,7 +173,7 @@ def test_an_alert_with_markup_in_a_sample_shows_it_as_text(site, page):
     manage(site["env"], "shell", "-c", rule)
     manage(site["env"], "shell", "-c", "from alerts import evaluate; evaluate.catch_up()")
     page.goto(base + "/alerts/")
-    page.click("#history a:has-text('Lead deleted')")
+    page.click("#open-alerts a:has-text('Lead deleted')")  # an event alert stays open (firing) until it closes
     page.wait_for_url(f"{base}/alerts/*/")
     cells = page.eval_on_selector_all("#samples tbody td", "cells => cells.map(c => c.textContent)")
     assert EVIL in cells
@@ -213,3 +214,144 @@ def test_an_alert_appears_live_on_the_overview_and_stays_after_a_reload(site, pa
     assert EVIL in page.inner_text("#firing-alerts tbody")
     assert page.errors == []
     assert all(url.startswith(base) for url in page.urls)
+
+
+def test_the_alerts_page_shows_new_alerts_without_reloading(site, page):
+    base = site["base"]
+    page.goto(base + "/alerts/")
+    wait_for(page, "document.getElementById('live-status').textContent === 'live'")
+    page.evaluate("window.__sameDocument = true")
+    announce = (
+        "from django.utils import timezone; from alerts import announce; from alerts.models import Alert, Rule; "
+        "from streams.models import Source; now = timezone.now(); "
+        "rule = Rule.objects.create(name='Bounces up', kind='threshold', severity='warning'); "
+        "alerts = [Alert.objects.create(rule=rule, group_key=str(n), source=Source.objects.get(), state='firing', "
+        "severity='warning', started_at=now, fired_at=now, summary=f'{n} bounces {n}') for n in (31, 32)]; "
+        "announce.alerts_changed(alerts)"
+    )
+    manage(site["env"], "shell", "-c", announce)
+    wait_for(page, "document.getElementById('open-panel').textContent.includes('32 bounces 32')")
+    assert "31 bounces 31" in page.inner_text("#open-panel")
+    assert page.evaluate("window.__sameDocument") is True  # updated in place, not reloaded
+    assert not page.inner_text("#open-panel time").endswith("UTC")  # times still in the viewer's zone
+    screenshot(page, "alerts-live")
+    assert page.errors == []
+
+
+def test_the_overview_shows_open_alerts_compactly_and_an_event_alert_is_resolved_by_hand(site, page):
+    base = site["base"]
+    opened = (
+        "from django.utils import timezone; from alerts import announce; from alerts.models import Alert, Rule; "
+        "from streams.models import Source; now = timezone.now(); "
+        "rule = Rule.objects.create(name='Many', kind='threshold', severity='info'); "
+        "alerts = [Alert.objects.create(rule=rule, group_key=f'm{n}', source=Source.objects.get(), state='firing', "
+        "severity='info', started_at=now, fired_at=now, summary=f'many {n}') for n in range(4)]; "
+        "announce.alerts_changed(alerts)"
+    )
+    manage(site["env"], "shell", "-c", opened)
+    rule = (
+        "from alerts.models import Rule; "
+        "Rule.objects.get_or_create(name='Lead deleted', defaults={'kind': 'match', 'severity': 'critical', "
+        "'conditions': [{'path': 'activity_type_id', 'op': 'eq', 'value': 37}]})"
+    )
+    manage(site["env"], "shell", "-c", rule)
+    push(base, site["source"], {"activityTypeId": 37, "activityType": "Delete Lead", "primaryAttributeValue": "x"})
+    manage(site["env"], "shell", "-c", "from alerts import evaluate; evaluate.catch_up()")
+    page.goto(base + "/")
+    wait_for(page, "document.querySelectorAll('#firing-alerts tbody tr').length === 3")
+    more = page.inner_text("#firing-alerts .more")
+    assert more.startswith("and ") and more.endswith(" more")
+    # The charts stay in view: the rate chart starts within the first screen.
+    assert page.evaluate("document.getElementById('rate-chart').getBoundingClientRect().top < window.innerHeight")
+    severities = page.eval_on_selector_all("#firing-alerts tbody td.severity", "cells => cells.map(c => c.textContent)")
+    order = {"critical": 0, "warning": 1, "info": 2}
+    assert [order[s] for s in severities] == sorted(order[s] for s in severities)  # the most severe first
+    screenshot(page, "overview-open-alerts")
+
+    page.goto(base + "/alerts/")
+    row = page.locator("#open-alerts tr", has_text="Lead deleted").first
+    assert "Firing" in row.inner_text()
+    row.locator("button[name=close]").click()
+    page.wait_for_load_state()
+    assert "Resolved: the next match opens a new alert." in page.inner_text("ul.messages")
+    assert "Lead deleted" not in page.inner_text("#open-panel")
+    assert page.errors == []
+
+
+def page_paths(site):
+    """Every page a person opens (the admin's own pages aside), with ids from what the site holds."""
+    found = manage(
+        site["env"],
+        "shell",
+        "-c",
+        "import json; from alerts.models import Alert, Rule; "
+        "print(json.dumps([Alert.objects.order_by('-id').values_list('id', flat=True).first(), "
+        "Rule.objects.order_by('id').values_list('id', flat=True).first()]))",
+    )
+    alert_id, rule_id = json.loads(found.strip().splitlines()[-1])
+    source_id = site["source"]["id"]
+    return {
+        "overview": "/", "leads": "/leads/", "lead": f"/leads/{source_id}/7/", "audit": "/audit/",
+        "notifications": "/notifications/", "setup": "/setup/", "alerts": "/alerts/",
+        "alert": f"/alerts/{alert_id}/", "rules": "/alerts/rules/", "rule": f"/alerts/rules/{rule_id}/",
+        "rule-new": "/alerts/rules/new/?preset=delete-lead", "silences": "/alerts/silences/",
+        "destinations": "/alerts/destinations/", "destination-new": "/alerts/destinations/new/",
+        "mute-windows": "/alerts/mute-windows/", "watch-lists": "/alerts/watch-lists/",
+    }  # fmt: skip
+
+
+def test_no_page_scrolls_sideways_on_a_phone(site, browser):
+    context = browser.new_context(viewport=PHONE, timezone_id="Asia/Kolkata")
+    page = context.new_page()
+    page.goto(site["base"] + "/accounts/login/")
+    page.fill("input[name=username]", "ada")
+    page.fill("input[name=password]", "pw-ada-123")
+    page.click("button[type=submit]")
+    page.wait_for_url(site["base"] + "/")
+    # A rule with a long change history (the page used to grow 15,000 px tall at this width).
+    history = (
+        "from alerts.models import Rule, RuleChange; "
+        "rule = Rule.objects.order_by('id').first() or Rule.objects.create(name='Long history', kind='match'); "
+        "RuleChange.objects.bulk_create([RuleChange(rule=rule, rule_name=rule.name, action='changed', "
+        "changes={'description': ['x' * 400, 'y' * 400], 'conditions': [[{'path': 'a' * 80}], []]}) "
+        "for _ in range(30)])"
+    )
+    manage(site["env"], "shell", "-c", history)
+    wide = {}
+    for name, path in page_paths(site).items():
+        page.goto(site["base"] + path)
+        page.wait_for_load_state("networkidle")
+        screenshot(page, f"phone-{name}")
+        wide[name] = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        if name == "rule":
+            assert page.evaluate("document.getElementById('changes').getBoundingClientRect().height") < 4000
+        # Every link of the header is on the screen (Alerts, Setup and Admin were cut off).
+        assert page.evaluate(
+            "[...document.querySelectorAll('header.top a')].every(a => a.getBoundingClientRect().right <= innerWidth)"
+        )
+    assert {name: px for name, px in wide.items() if px > 0} == {}
+    context.close()
+
+
+def test_every_page_on_a_laptop_for_the_artefacts(site, browser):
+    context = browser.new_context(viewport=WIDE, timezone_id="Asia/Kolkata")
+    page = context.new_page()
+    page.goto(site["base"] + "/accounts/login/")
+    page.fill("input[name=username]", "ada")
+    page.fill("input[name=password]", "pw-ada-123")
+    page.click("button[type=submit]")
+    page.wait_for_url(site["base"] + "/")
+    for name, path in page_paths(site).items():
+        page.goto(site["base"] + path)
+        page.wait_for_load_state("networkidle")
+        screenshot(page, f"wide-{name}")
+        assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0, name
+    # The latest-events table shows its Detail column (it was clipped with no visible scrollbar).
+    page.goto(site["base"] + "/")
+    wait_for(page, "document.querySelectorAll('#feed tbody tr').length > 0")
+    assert page.evaluate(
+        """() => { const box = document.querySelector('#feed').closest('.scroll').getBoundingClientRect();
+        const detail = document.querySelector('#feed thead th:last-child').getBoundingClientRect();
+        return detail.right <= box.right + 1; }"""
+    )
+    context.close()

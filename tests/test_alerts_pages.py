@@ -562,6 +562,8 @@ def test_a_destination_url_on_a_private_address_is_refused(manager, settings):
     data = destination_data(kind="webhook", name="Internal", url="http://127.0.0.1:9/hook", slack_bot_token="")
     html = client.post("/alerts/destinations/new/", {**data, "slack_channel": ""}).content.decode()
     assert "private or reserved address" in html
+    assert "FLUXO_ALLOW_PRIVATE_URLS=1" in html  # how to allow it
+    assert "needs a URL" not in html  # the URL was given, not missing
     slack = client.post("/alerts/destinations/new/", destination_data(url="http://hooks.slack.com/x")).content.decode()
     assert "Slack webhook URLs are https." in slack
     assert not Destination.objects.exists()

@@ -38,7 +38,7 @@ def test_the_worker_hears_a_committed_batch_and_fires_without_the_beat(system):
     env, source, db = system
     with daphne(env) as base, celery(env, *SOLO_WORKER):
         push_delete_lead(base, source)
-        assert wait_for(lambda: alerts(db), timeout=60) == [("fired", 1)]
+        assert wait_for(lambda: alerts(db), timeout=60) == [("firing", 1)]
 
 
 def test_events_ingested_while_redis_is_down_still_fire_once_it_is_back(system, tmp_path):
@@ -49,4 +49,4 @@ def test_events_ingested_while_redis_is_down_still_fire_once_it_is_back(system, 
         assert alerts(db) == []
         # The next Fluxo process to start brings Redis back; the beat's tick catches up.
         with celery(env, *SOLO_WORKER), celery(env, "beat", "--loglevel", "INFO"):
-            assert wait_for(lambda: alerts(db), timeout=90) == [("fired", 1)]
+            assert wait_for(lambda: alerts(db), timeout=90) == [("firing", 1)]

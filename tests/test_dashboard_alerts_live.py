@@ -8,7 +8,7 @@ from django.utils import timezone
 from alerts import announce, evaluate
 from alerts.management.commands.install_rule_presets import install
 from alerts.models import Alert, Rule
-from dashboard import groups, tick
+from dashboard import groups, payloads
 from tests.ingest import activity, legacy_push
 from tests.test_dashboard_live import frame_where, open_socket, receive, run
 
@@ -27,10 +27,27 @@ def test_a_fired_alert_reaches_the_sockets_of_its_source(client, source, api_tok
         (alert,) = frame["alerts"]
         assert (alert["rule"], alert["state"], alert["source_id"], alert["hits"]) == (
             "Lead deleted",
-            "fired",
+            "firing",  # an event alert is open (firing) until it closes
             source.id,
             1,
         )
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_the_alerts_page_socket_hears_alerts_and_no_deltas(
+    client, source, api_token, teammate, cookie_for, redis_client
+):
+    install("delete-lead")
+    cookie = cookie_for(teammate)
+
+    async def scenario():
+        communicator, _ = await open_socket(cookie, f"view=alerts&source={source.id}")
+        await sync_to_async(legacy_push)(client, source, api_token, [activity(37, lead="9")])
+        await sync_to_async(evaluate.evaluate)()
+        frame = await receive(communicator)  # the first frame it gets: no delta came before it
+        assert frame["type"] == "live.alerts" and frame["alerts"][0]["rule"] == "Lead deleted"
         await communicator.disconnect()
 
     run(scenario)
@@ -61,14 +78,15 @@ def test_an_alert_of_no_single_source_goes_to_managers_only(source, teammate, ad
 
 
 def test_alert_frames_go_to_the_group_of_each_alert_s_source():
-    frames = tick.alerts_frames(
+    frames = payloads.alerts_frames(
         b'{"alerts": [{"id": 1, "source_id": 7}, {"id": 2, "source_id": null}, {"id": 3, "source_id": 7}]}'
     )
     assert {g: [a["id"] for a in f["alerts"]] for g, f in frames.items()} == {
         groups.source_group(7): [1, 3],
+        groups.alerts_group(7): [1, 3],
         groups.unscoped_alerts_group(): [2],
     }
-    assert tick.alerts_frames(b"not json") == {}
+    assert payloads.alerts_frames(b"not json") == {}
 
 
 def test_the_snapshot_holds_open_alerts_and_event_alerts_of_the_last_hour(client, source, admin_user):

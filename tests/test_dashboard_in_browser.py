@@ -17,6 +17,7 @@ import pytest
 from tests.browser import launch, needs_chromium
 from tests.conftest import KeyPair
 from tests.processes import BIN, ROOT, _wait_until_listening, bare_env, free_port, http, manage, stop_embedded_redis
+from tests.screenshots import screenshot
 
 WAIT_MS = 15000  # a bound on a failure, never a measured time
 SOURCE_NAME = "Acme <b>EMEA</b>"
@@ -314,9 +315,12 @@ def test_after_its_server_restarts_the_page_reconnects_and_resyncs(site, page):
     with daphne_on(site["env"], port) as base:
         open_overview(page, site, base=base)
         before = charted(page)
-    wait_for(page, "document.getElementById('live-status').textContent.startsWith('disconnected')", timeout=WAIT_MS)
+    wait_for(page, "document.getElementById('live-status').textContent.startsWith('reconnecting')", timeout=WAIT_MS)
     # While the page's process is away, events arrive through another one: no delta reaches the page.
     push(site, activity("/while-away-1"), activity("/while-away-2"), base=site["other"])
+    # The badge does not claim the page is current: away for over 10 s, it says since when it is stale.
+    wait_for(page, "document.getElementById('live-status').textContent.startsWith('stale since')", timeout=WAIT_MS)
+    screenshot(page, "overview-stale")
     with daphne_on(site["env"], port):
         wait_until_live(page, timeout=WAIT_MS + 30000)  # the backoff grows to 30 s at most
         wait_for(
@@ -381,6 +385,7 @@ def test_the_audit_page_shows_changes_live_and_login_failures_stand_out(site, pa
         "t => (document.getElementById('heatmap').data[0].y || []).includes(t)",
         arg=EVIL.replace("<", "&lt;").replace(">", "&gt;"),
     )
+    screenshot(page, "audit-heatmap")
     assert page.locator("#feed img, #heatmap img, #people img").count() == 0
     assert page.evaluate("window.__pwned") is None
     assert page.dialogs == [] and page.errors == []
@@ -486,3 +491,57 @@ def test_a_source_added_while_the_overview_is_open_appears_without_reloading(sit
     assert page.evaluate("window.__sameDocument") is True
     assert page.locator("#health i").count() == 0
     assert page.errors == []
+
+
+def test_health_says_what_duplicates_are_and_its_rate_is_the_server_s(site, page):
+    open_overview(page, site)
+    push(site, *[activity(f"/rate-{i}") for i in range(30)])
+    wait_for(page, "[...document.querySelectorAll('#feed td')].some(td => td.textContent === '/rate-29')")
+    shown = float(health_cells(page)[4])
+    server = page.evaluate(
+        "() => fetch('/api/v1/overview?source=all&range=15m').then(r => r.json()).then(s => s.health[0].per_minute)"
+    )
+    assert abs(shown - server) <= 0.05 * max(server, 1)  # the page and the server compute it alike
+    page.click("#health th a:text('Duplicates')")
+    page.click("#health-help summary")
+    assert "harmless" in page.inner_text("#health-help")
+    screenshot(page, "overview-health-help")
+
+
+def test_the_quota_chart_follows_the_range_and_the_gauge_reads_whole(site, page):
+    page.goto(site["base"] + "/notifications/")
+    wait_for(page, "document.getElementById('live-status').textContent === 'live'")
+    page.select_option("#range", "1h")
+    # The selected range, not Jan to Nov 2000 (the range follows the choice of "Last hour").
+    wait_for(page, "(r => r && Date.parse(r[1]) - Date.parse(r[0]) === 3600000)"
+                   "(document.getElementById('quota-line').layout.xaxis.range)")  # fmt: skip
+    span = page.evaluate("document.getElementById('quota-line').layout.xaxis.range")
+    assert datetime.strptime(span[1], "%Y-%m-%d %H:%M:%S").year == datetime.now(UTC).year
+    # Every text of the gauge lies inside its box (the "100" was clipped).
+    inside = page.evaluate(
+        """() => { const box = document.getElementById('gauge').getBoundingClientRect();
+        const ticks = [...document.querySelectorAll('#gauge svg text')].filter(t => t.textContent.trim());
+        return ticks.some(t => t.textContent === '100') && ticks.every(t => { const r = t.getBoundingClientRect();
+          return r.left >= box.left && r.right <= box.right && r.top >= box.top; }); }"""
+    )
+    screenshot(page, "notifications-empty-range")
+    assert inside
+
+
+def test_a_type_keeps_its_colour_live_after_a_new_snapshot_and_on_the_server(site, page):
+    from dashboard.figures import colour_of
+
+    open_overview(page, site)
+    push(site, activity("/colour", type_id=6, name="Send Email"))
+    find = "() => (document.getElementById('rate-chart').data.find(t => t.name === 'Send Email') || {}).marker"
+    wait_for(page, find + " !== undefined")
+    key, live = page.evaluate(
+        "() => { const t = document.getElementById('rate-chart').data.find(t => t.name === 'Send Email');"
+        " return [t.meta.key, t.marker.color]; }"
+    )
+    assert live == colour_of(key)  # the colour the server gives it
+    page.reload()
+    wait_until_live(page)
+    assert page.evaluate(find + ".color") == live  # the same after a snapshot
+    for other in ("activity|x|1", "notification|com.adobe.platform.marketo.notification.x|", "Ümlaut 😀", "other"):
+        assert page.evaluate("k => FluxoLive.colourOf(k)", other) == colour_of(other)

@@ -9,7 +9,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 from django.utils import timezone
 
-from dashboard import tail, tick, timeline
+from dashboard import payloads, tail, timeline
 from dashboard.groups import SOCKET_PATH
 from fluxo.asgi import application
 from tests.conftest import payload
@@ -173,7 +173,7 @@ async def receive(communicator):
 @pytest.mark.django_db(transaction=True)
 def test_a_filtered_tail_gets_the_rare_type_it_asked_for_among_many_others(client, source, api_token, teammate):
     cookie = cookie_of(teammate)
-    busy = [activity(lead=1000 + i) for i in range(tick.TAIL_SAMPLE + 30)]
+    busy = [activity(lead=1000 + i) for i in range(payloads.TAIL_SAMPLE + 30)]
 
     async def scenario():
         communicator = socket(cookie, f"view=tail&source={source.id}&type=13")
@@ -197,9 +197,9 @@ def test_an_unfiltered_tail_gets_a_bounded_sample_and_says_so(client, source, ap
         communicator = socket(cookie, "view=tail&source=all")
         assert (await communicator.connect(timeout=FRAME_WAIT))[0]
         await receive(communicator)
-        await sync_to_async(push)(client, source, api_token, *[activity() for _ in range(tick.TAIL_SAMPLE + 1)])
+        await sync_to_async(push)(client, source, api_token, *[activity() for _ in range(payloads.TAIL_SAMPLE + 1)])
         frame = await receive(communicator)
-        assert len(frame["events"]) == tick.TAIL_SAMPLE
+        assert len(frame["events"]) == payloads.TAIL_SAMPLE
         assert frame["sampled"] is True
         await communicator.disconnect()
 

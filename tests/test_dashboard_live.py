@@ -11,7 +11,7 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from dashboard import consumers, groups, tick
+from dashboard import consumers, groups, payloads, tick
 from fluxo.asgi import application
 from streams.auth import issue_api_token
 from streams.models import Event, Source
@@ -222,25 +222,25 @@ def test_group_names_belong_to_this_process_and_its_source():
 
 
 def test_the_tick_skips_a_malformed_announcement():
-    assert tick._announcement(b"not json") == []
-    assert tick._announcement(b'{"batch": "1", "counts": []}') == []
-    assert tick._announcement(b'{"batch": 1, "counts": []}') == [{"batch": 1, "counts": []}]
+    assert payloads.parse_announcement(b"not json") == []
+    assert payloads.parse_announcement(b'{"batch": "1", "counts": []}') == []
+    assert payloads.parse_announcement(b'{"batch": 1, "counts": []}') == [{"batch": 1, "counts": []}]
 
 
 def test_frames_hold_a_bounded_sample_and_say_so(source, api_token, client):
-    push(client, source, api_token, *[f"s-{i}" for i in range(tick.SAMPLE + 5)])
+    push(client, source, api_token, *[f"s-{i}" for i in range(payloads.SAMPLE + 5)])
     (batch_id,) = set(Event.objects.values_list("batch_id", flat=True))
     announcement = {
         "batch": batch_id,
         "received_at": "2026-04-20T18:43:56+00:00",
-        "counts": [[source.id, "activity", "x", 1, tick.SAMPLE + 5]],
+        "counts": [[source.id, "activity", "x", 1, payloads.SAMPLE + 5]],
     }
-    frames = tick.build_deltas([announcement], {source.id})
+    frames = payloads.build_deltas([announcement], {source.id})
     frame = frames[source.id]
-    assert len(frame["events"]) == tick.SAMPLE
+    assert len(frame["events"]) == payloads.SAMPLE
     assert frame["sampled"] is True
     assert frame["events"][0]["id"] == max(Event.objects.values_list("id", flat=True))
-    assert tick.build_deltas([announcement], {source.id + 1}) == {}
+    assert payloads.build_deltas([announcement], {source.id + 1}) == {}
 
 
 def test_the_tick_keeps_the_rollups_current_without_a_worker(client, source, api_token, admin_user, cookie_for):
@@ -311,10 +311,10 @@ def test_a_delta_carries_its_events_lags_and_changed_counters_follow(
 def test_counters_that_changed_go_in_the_tick_s_delta_or_a_frame_of_their_own():
     counters = {"accepted": 3, "duplicates": 0, "rejected": {}, "unavailable": 0}
     delta = {"type": "live.delta", "source": 1, "counts": []}
-    frames = tick.with_counters({groups.source_group(1): delta}, {1: counters, 2: counters})
+    frames = payloads.with_counters({groups.source_group(1): delta}, {1: counters, 2: counters})
     assert frames[groups.source_group(1)] == {**delta, "counters": counters}
     assert frames[groups.source_group(2)] == {"type": "live.health", "source": 2, "counters": counters}
-    assert tick.with_counters({}, {}) == {}
+    assert payloads.with_counters({}, {}) == {}
 
 
 # --- Who sees what, while a socket is open -----------------------------------------------------------------

@@ -162,7 +162,7 @@ def test_health_counts_duplicates_refusals_and_503s_per_source(client, admin_use
     assert row["duplicates"] == 1
     assert row["rejected"] == {"auth": 1, "signature": 0, "malformed": 0, "too_large": 0}
     assert row["unavailable"] == 1
-    assert row["per_minute"] == 0.2  # 3 events over the 15-minute rate window
+    assert 1.5 <= row["per_minute"] <= 3  # 3 events just now: over at least a minute, at most two
     assert row["lag_p50_s"] > 0
     # What the page keeps the row live with: the rate window's minutes and the lag sample by batch.
     assert sum(n for _minute, n in row["minutes"]) == 3

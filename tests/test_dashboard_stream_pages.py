@@ -2,8 +2,9 @@
 
 import json
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import import_module
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -15,6 +16,7 @@ from dashboard.models import AuditPerson
 from streams import announce
 from streams.models import Event, ValidationRequest
 from tests.conftest import payload
+from tests.ingest import activity, legacy_push
 
 pytestmark = pytest.mark.django_db
 
@@ -161,8 +163,8 @@ def test_the_notification_snapshot_shows_aborts_failures_and_the_quota(client, t
     client.force_login(teammate)
     found = client.get(NOTIFICATIONS, {"range": "1h", "tz": "Europe/Paris"}).json()
     assert sorted((p["what"], p["campaign"], p["user"]) for p in found["problems"]) == [
-        ("Campaign aborted", "1234", "foo@bar.com"),
-        ("Campaign failed", "1234", "foo@bar.com"),
+        ("Campaign aborted", "#1234", "foo@bar.com"),
+        ("Campaign failed", "#1234", "foo@bar.com"),
     ]
     assert found["quota"]["percent"] == 85.0
     assert found["quota"]["daily_quota"] == 50000
@@ -171,6 +173,35 @@ def test_the_notification_snapshot_shows_aborts_failures_and_the_quota(client, t
     assert line["y"] == [25.0, 85.0]
     assert [shape["y0"] for shape in found["quota_line"]["layout"]["shapes"]] == [80, 100]
     assert found["others"] == []
+
+
+def test_the_quota_chart_spans_the_selected_range_empty_or_with_one_point(client, teammate, post_io):
+    client.force_login(teammate)
+    empty = client.get(NOTIFICATIONS, {"range": "1h", "tz": "Europe/Paris"}).json()
+    since, until = (datetime.fromisoformat(empty["window"][k]) for k in ("since", "until"))
+    paris = ZoneInfo("Europe/Paris")
+    expected = [t.astimezone(paris).strftime("%Y-%m-%d %H:%M:%S") for t in (since, until)]
+    assert empty["quota_line"]["layout"]["xaxis"]["range"] == expected  # not Jan to Nov 2000
+    assert empty["quota_line"]["layout"]["annotations"][0]["text"] == "No quota notification in this range"
+    post_io(orjson.dumps([quota_event(85)]))
+    one = client.get(NOTIFICATIONS, {"range": "1h", "tz": "Europe/Paris"}).json()
+    assert one["quota_line"]["layout"]["xaxis"]["range"][0] == expected[0]  # not one millisecond
+    assert one["quota_line"]["layout"]["yaxis"]["range"] == [0, 110]
+
+
+def test_a_campaign_is_named_where_lead_activities_told_its_name(client, teammate, post_io, source, api_token):
+    legacy_push(client, source, api_token, [activity(6, campaignId="1234", campaignName="Spring <b>promo</b>")])
+    post_io(payload("notification_batch.json"))
+    client.force_login(teammate)
+    found = client.get(NOTIFICATIONS, {"range": "1h"}).json()
+    assert {p["campaign"] for p in found["problems"]} == {"Spring <b>promo</b> (#1234)"}  # escaped where shown
+
+
+def test_the_heat_map_reads_darker_for_more_changes_and_slants_its_labels():
+    found = [audit.Change("ada@x.io", "Email", "edit", 3), audit.Change("bob@x.io", "Smart Campaign", "edit", 1)]
+    figure = audit.heatmap_figure(found)
+    assert figure["data"][0]["colorscale"] == "Blues" and figure["data"][0]["reversescale"] is True
+    assert figure["layout"]["xaxis"]["tickangle"] == -35
 
 
 def test_a_quota_percent_is_read_leniently():

@@ -1,15 +1,16 @@
-/* The overview's firing-alerts panel: a snapshot from /api/v1/alerts, then the live.alerts frames.
+/* The overview's open-alerts panel: a snapshot from /api/v1/alerts, then the live.alerts frames.
  *
- * Shows open alerts (pending, firing), event alerts fired in the last hour and alerts resolved in the
- * last hour, newest first; hidden when there is none. Every text comes from events or rule names
- * that admins typed: it goes in with textContent only.
+ * Compact, so the charts stay in view: the open alerts (firing, then pending), the most severe first,
+ * at most SHOWN of them and "and N more" linking to the alerts page; hidden when none is open. The
+ * states are named as on every page (pending, firing, resolved). Every text comes from events or rule
+ * names that admins typed: it goes in with textContent only.
  */
 window.FluxoAlertsPanel = (function () {
   "use strict";
 
-  var SHOWN = 20;
-  var RECENT_MS = 60 * 60 * 1000;
-  var ORDER = { firing: 0, pending: 1, fired: 2, resolved: 3 };
+  var SHOWN = 3;
+  var ORDER = { firing: 0, pending: 1 };
+  var SEVERITY = { critical: 0, warning: 1, info: 2 };
   var L = window.FluxoLive;
 
   function Panel(root) {
@@ -41,21 +42,19 @@ window.FluxoAlertsPanel = (function () {
     self.draw();
   };
 
-  function shown(a, now) {
-    if (a.state === "pending" || a.state === "firing") return true;
-    var at = a.state === "resolved" ? a.resolved_at : a.fired_at;
-    return (a.state === "resolved" || a.state === "fired") && at && now - L.parseTime(at) < RECENT_MS;
-  }
+  function rank(a) { return a.severity in SEVERITY ? SEVERITY[a.severity] : 3; }
+
+  function shown(a) { return a.state === "pending" || a.state === "firing"; }
 
   function labels(a) {
     return Object.keys(a.labels || {}).map(function (k) { return k + "=" + a.labels[k]; }).join(", ");
   }
 
   Panel.prototype.draw = function () {
-    var now = Date.now();
-    var rows = Array.from(this.alerts.values()).filter(function (a) { return shown(a, now); });
+    var rows = Array.from(this.alerts.values()).filter(shown);
     rows.sort(function (a, b) {
-      return (ORDER[a.state] - ORDER[b.state]) || (L.parseTime(b.started_at) - L.parseTime(a.started_at));
+      return (rank(a) - rank(b)) || (ORDER[a.state] - ORDER[b.state]) ||
+        (L.parseTime(b.fired_at || b.started_at) - L.parseTime(a.fired_at || a.started_at));
     });
     var body = this.root.querySelector("tbody");
     body.replaceChildren.apply(body, rows.slice(0, SHOWN).map(function (a) {
@@ -73,7 +72,12 @@ window.FluxoAlertsPanel = (function () {
       return tr;
     }));
     var more = this.root.querySelector(".more");
-    more.textContent = rows.length > SHOWN ? "and " + (rows.length - SHOWN) + " more on the alerts page" : "";
+    more.replaceChildren();
+    if (rows.length > SHOWN) {
+      var link = cell("a", "and " + (rows.length - SHOWN) + " more");
+      link.href = "/alerts/";
+      more.append(link);
+    }
     this.root.hidden = rows.length === 0;
   };
 

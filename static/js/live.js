@@ -1,5 +1,6 @@
-/* What every live page shares: text put in safely, times in the viewer's zone, and a WebSocket that
- * reconnects with backoff and jitter. Every text that comes from an event goes in with textContent.
+/* What every live page shares: text put in safely, times in the viewer's zone, and the live-page loop
+ * (livePage: a WebSocket that reconnects with backoff and jitter, a snapshot re-sync on every
+ * (re)connection, frames buffered and drawn on a clock). Every text from an event goes in with textContent.
  */
 window.FluxoLive = (function () {
   "use strict";
@@ -7,6 +8,15 @@ window.FluxoLive = (function () {
   var BACKOFF_MS = [1000, 2000, 5000, 10000, 30000];
   var zone = (Intl.DateTimeFormat().resolvedOptions().timeZone) || "UTC";
   var readable = new Intl.DateTimeFormat(undefined, { timeZone: zone, dateStyle: "medium", timeStyle: "medium" });
+
+  /* A type's colour from its key, as dashboard.figures.colour_of: FNV-1a of the key's code points. */
+  var PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"];
+  function colourOf(key) {
+    if (key === "other") return "#7f7f7f";
+    var h = 0x811c9dc5;
+    for (var ch of String(key)) h = Math.imul(h ^ ch.codePointAt(0), 0x01000193) >>> 0;
+    return PALETTE[h % PALETTE.length];
+  }
 
   function cell(tag, value, className) {
     var node = document.createElement(tag);
@@ -32,12 +42,18 @@ window.FluxoLive = (function () {
     });
   }
 
-  function setStatus(text, live) {
+  /* The badge says what is true: live, reconnecting (just dropped), or stale since the moment the
+   * page last had a socket (still down after STALE_AFTER_MS), or paused while the tab is hidden. */
+  var STALE_AFTER_MS = 10000;
+  function setStatus(text, kind) {
     var node = document.getElementById("live-status");
     if (!node) return;
     node.textContent = text;
-    node.className = "status" + (live ? " live" : "");
+    node.className = "status" + (kind ? " " + kind : "");
   }
+
+  /* What the test suite and a curious person can read: sockets opened, and dropped by the server. */
+  var stats = { opened: 0, drops: 0 };
 
   /* A socket to ``url()`` that reconnects with backoff; ``onOpen`` (at the server's hello) is where a
    * page re-syncs from a snapshot, ``onFrame`` gets every other parsed frame. */
@@ -45,6 +61,8 @@ window.FluxoLive = (function () {
     this.options = options;
     this.socket = null;
     this.attempt = 0;
+    this.live = false;
+    this.downSince = null; // when the page last stopped hearing the server (null: it hears it)
   }
 
   Connection.prototype.open = function () {
@@ -52,7 +70,8 @@ window.FluxoLive = (function () {
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     var socket = new WebSocket(scheme + window.location.host + self.options.url());
     self.socket = socket;
-    setStatus("connecting…", false);
+    stats.opened += 1;
+    if (self.downSince === null) setStatus("connecting…", "");
     socket.onopen = function () { self.attempt = 0; };
     socket.onmessage = function (event) {
       var frame;
@@ -61,23 +80,39 @@ window.FluxoLive = (function () {
       // The server says hello once its tick listens: a snapshot taken now misses nothing after it.
       // It says live.sources when the socket follows other sources (one added, or one no longer
       // visible): the page re-syncs the same way.
-      setStatus(document.hidden ? "paused while the tab is hidden" : "live", !document.hidden);
+      self.live = true;
+      self.downSince = null;
+      self.showStatus();
       self.options.onOpen(frame);
     };
     socket.onclose = function () {
       if (self.socket !== socket) return; // replaced on purpose
+      if (self.live) stats.drops += 1;
+      self.live = false;
+      if (self.downSince === null) self.downSince = Date.now();
       var base = BACKOFF_MS[Math.min(self.attempt, BACKOFF_MS.length - 1)];
       var wait = Math.round(base * (0.5 + Math.random() / 2));
       self.attempt += 1;
-      setStatus("disconnected; reconnecting in " + Math.ceil(wait / 1000) + " s", false);
+      self.showStatus(wait);
+      setTimeout(function () { self.showStatus(); }, STALE_AFTER_MS);
       setTimeout(function () { if (self.socket === socket) self.open(); }, wait);
     };
+  };
+
+  Connection.prototype.showStatus = function (wait) {
+    if (document.hidden) { setStatus("paused while the tab is hidden", "paused"); return; }
+    if (this.live) { setStatus("live", "live"); return; }
+    if (this.downSince === null) { setStatus("connecting…", ""); return; }
+    var later = wait ? "; next try in " + Math.ceil(wait / 1000) + " s" : "";
+    if (Date.now() - this.downSince < STALE_AFTER_MS) { setStatus("reconnecting…" + later, "reconnecting"); return; }
+    setStatus("stale since " + readable.format(new Date(this.downSince)) + "; reconnecting" + later, "stale");
   };
 
   /* Close and open again (e.g. other filters or another source). */
   Connection.prototype.replace = function () {
     var old = this.socket;
     this.socket = null;
+    this.live = false;
     if (old) old.close();
     this.open();
   };
@@ -86,14 +121,67 @@ window.FluxoLive = (function () {
     return this.socket !== null && this.socket.readyState === 1;
   };
 
-  /* Run ``draw`` at most every ``ms``, never while the tab is hidden; ``onShown`` when it comes back. */
+  /* Run ``draw`` at most every ``ms``, never while the tab is hidden, and once more when it comes back. */
   function scheduleDraws(ms, draw, connection) {
     setInterval(function () { if (!document.hidden) draw(); }, ms);
     document.addEventListener("visibilitychange", function () {
-      if (document.hidden) { setStatus("paused while the tab is hidden", false); return; }
-      setStatus(connection.isOpen() ? "live" : "connecting…", connection.isOpen());
-      draw();
+      connection.showStatus();
+      if (!document.hidden) draw();
     });
+  }
+
+  /* The loop every live page shares: a socket (reconnecting with backoff), a snapshot on every hello
+   * (first paint, reconnect, other sources), frames buffered while a snapshot loads or the tab is
+   * hidden, then handed to ``page.apply(frames)`` at most every ``page.redrawMs``.
+   *
+   * ``page``: socketUrl() → path; snapshot() → promise of a snapshot (or null: superseded);
+   * render(snap); apply(frames) (also called with [] so a page can refresh on its own clock);
+   * optional immediate(frame) → true when the page handled a frame at once (not buffered);
+   * failed(error); bufferMax (frames kept; beyond, drop them and re-sync). */
+  function livePage(page) {
+    var loop = { buffer: [], syncing: true, seq: 0, needsResync: false, lastSync: 0 };
+    var bufferMax = page.bufferMax || 2000;
+
+    loop.resync = function () {
+      loop.syncing = true;
+      var seq = ++loop.seq;
+      return page.snapshot().then(function (snap) {
+        if (!snap || seq !== loop.seq) return;  // superseded by a newer request
+        page.render(snap);
+        loop.syncing = false;
+        loop.needsResync = false;
+        loop.lastSync = Date.now();
+        draw();
+      }).catch(function (error) {
+        page.failed(error);
+        loop.syncing = false;
+      });
+    };
+
+    function draw() {
+      if (document.hidden || loop.syncing) return;
+      if (loop.needsResync) { loop.resync(); return; }
+      var frames = loop.buffer;
+      loop.buffer = [];
+      page.apply(frames);
+    }
+
+    var connection = new Connection({
+      url: page.socketUrl,
+      onOpen: function () { loop.buffer = []; loop.resync(); },
+      onFrame: function (frame) {
+        if (page.immediate && page.immediate(frame)) return;
+        loop.buffer.push(frame);
+        if (loop.buffer.length > bufferMax) { loop.buffer = []; loop.needsResync = true; }
+      },
+    });
+
+    /* Another socket (other sources or filters): frames of the old one must not be drawn meanwhile. */
+    loop.replace = function () { loop.syncing = true; loop.buffer = []; connection.replace(); };
+    loop.connection = connection;
+    scheduleDraws(page.redrawMs || 250, draw, connection);
+    connection.open();
+    return loop;
   }
 
   /* The source and range pickers every page shares (templates/dashboard/_scope.html). */
@@ -145,7 +233,7 @@ window.FluxoLive = (function () {
 
   return {
     zone: zone, cell: cell, parseTime: parseTime, shownTime: shownTime, localiseTimes: localiseTimes,
-    setStatus: setStatus, Connection: Connection, scheduleDraws: scheduleDraws, getJson: getJson,
-    scopeParams: scopeParams, watchScope: watchScope, takesLive: takesLive,
+    setStatus: setStatus, Connection: Connection, livePage: livePage, stats: stats, getJson: getJson,
+    scopeParams: scopeParams, watchScope: watchScope, takesLive: takesLive, colourOf: colourOf,
   };
 })();

@@ -16,7 +16,6 @@
   var BUFFER_MAX = 2000; // frames kept while hidden; beyond, drop them and re-sync when visible
   var MAX_TRACES = 10;
   var RESYNC_MS = 5 * 60 * 1000; // a live window re-syncs now and then (old buckets leave the totals)
-  var PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
   var REASONS = ["auth", "signature", "malformed", "too_large"];
 
   var config = JSON.parse(document.getElementById("overview-config").textContent);
@@ -26,18 +25,12 @@
   var state = {
     snap: null,        // the last snapshot
     included: null,    // {through, pending: Set}: batches the snapshot already counts
-    syncing: true,     // frames wait in the buffer until a snapshot is drawn
-    buffer: [],
-    needsResync: false,
-    socketSource: null,
     epochs: [],        // bucket starts (ms) drawn on the chart, oldest first
     traceOf: new Map(),// type key -> trace index
     feedIds: new Set(),
     health: new Map(), // source id -> health row, kept live (liveHealth)
     rules: null,       // the windows health values are computed over (the snapshot's health_rules)
     topTypes: new Map(),
-    lastResync: 0,
-    snapshotSeq: 0,
   };
 
   var L = window.FluxoLive;
@@ -61,23 +54,6 @@
   // --- Snapshot -----------------------------------------------------------------------------------------
 
   var alertsPanel = new window.FluxoAlertsPanel.Panel($("firing-alerts"));
-
-  function resync() {
-    state.syncing = true;
-    var seq = ++state.snapshotSeq;
-    alertsPanel.load($("source").value);
-    return L.getJson(config.snapshotUrl + "?" + L.scopeParams().toString()).then(function (snap) {
-      if (!snap || seq !== state.snapshotSeq) return;  // a newer request superseded this one
-      draw(snap);
-      state.syncing = false;
-      state.needsResync = false;
-      state.lastResync = Date.now();
-      redraw();
-    }).catch(function (error) {
-      $("snapshot-error").textContent = "Could not load the overview: " + error.message;
-      state.syncing = false;
-    });
-  }
 
   function draw(snap) {
     state.snap = snap;
@@ -116,7 +92,7 @@
     Plotly.addTraces(chart, {
       type: "bar", name: plotlyText(label), meta: { key: key },
       x: state.epochs.map(plotlyTime), y: state.epochs.map(function () { return 0; }),
-      marker: { color: PALETTE[index % PALETTE.length] },
+      marker: { color: L.colourOf(key) },  // by key, as the server colours it: the same on every page
       hovertemplate: "%{y:.1f} per minute<extra>%{fullData.name}</extra>",
     });
     state.traceOf.set(key, index);
@@ -278,13 +254,25 @@
   }
 
   /* Events per minute and lag percentiles now, over the same windows as the server. */
+  /* Events a minute over the rate window, as dashboard.health.per_minute: from the first minute with
+   * events (left out once a complete minute follows it) to now, over at least a minute. */
+  function perMinute(minutes, now) {
+    var active = [];
+    minutes.forEach(function (n, minute) { if (n && minute >= now - state.rules.rate_window_s * 1000 && minute <= now) active.push(minute); });
+    if (!active.length) return 0;
+    active.sort(function (a, b) { return a - b; });
+    var start = active[0] + 60000 < Math.floor(now / 60000) * 60000 ? active[0] + 60000 : active[0];
+    var events = 0;
+    minutes.forEach(function (n, minute) { if (minute >= start && minute <= now) events += n; });
+    return Math.round(100 * events / Math.max(1, (now - start) / 60000)) / 100;
+  }
+
   function currentValues(h) {
-    var now = Date.now(), rules = state.rules, recent = 0;
-    h.minutes.forEach(function (n, minute) { if (minute >= now - rules.rate_window_s * 1000 && minute < now) recent += n; });
+    var now = Date.now(), rules = state.rules;
     var lags = h.lags.filter(function (l) { return l[1] * 1000 >= now - rules.lag_window_s * 1000; })
       .map(function (l) { return l[2]; }).sort(function (a, b) { return a - b; });
     return {
-      perMinute: Math.round(100 * recent / (rules.rate_window_s / 60)) / 100,
+      perMinute: perMinute(h.minutes, now),
       p50: percentile(lags, 0.5), p95: percentile(lags, 0.95),
     };
   }
@@ -340,51 +328,31 @@
     if (h) applyHealth(h, frame, rows);  // health is about now, whatever range the chart shows
   }
 
-  function redraw() {
-    if (document.hidden || state.syncing || !state.snap) return;
-    if (state.needsResync) { resync(); return; }
-    var frames = state.buffer;
-    state.buffer = [];
+  function apply(frames) {
     if (frames.length) {
       frames.forEach(applyFrame);
       drawHealth();
     }
-    if (state.snap.window.live && Date.now() - state.lastResync > RESYNC_MS) resync();
+    if (state.snap.window.live && Date.now() - loop.lastSync > RESYNC_MS) loop.resync();
   }
 
-  function received(frame) {
-    if (frame.type === "live.alerts") { alertsPanel.apply(frame.alerts); return; }  // rare: shown at once
-    state.buffer.push(frame);
-    if (state.buffer.length > BUFFER_MAX) {
-      state.buffer = [];
-      state.needsResync = true;
-    }
-  }
+  // --- The live loop (socket, re-sync, buffered frames: FluxoLive.livePage) ------------------------------
 
-  // --- Socket -------------------------------------------------------------------------------------------
-
-  var connection = new L.Connection({
-    url: function () {
-      state.socketSource = $("source").value;
-      return config.socketPath + "?source=" + encodeURIComponent(state.socketSource);
+  var loop = L.livePage({
+    redrawMs: REDRAW_MS,
+    bufferMax: BUFFER_MAX,
+    socketUrl: function () { return config.socketPath + "?source=" + encodeURIComponent($("source").value); },
+    snapshot: function () {
+      alertsPanel.load($("source").value);
+      return L.getJson(config.snapshotUrl + "?" + L.scopeParams().toString());
     },
-    onOpen: function () { state.buffer = []; resync(); },
-    onFrame: received,
+    render: draw,
+    failed: function (error) { $("snapshot-error").textContent = "Could not load the overview: " + error.message; },
+    apply: apply,
+    // Alerts are rare: shown at once.
+    immediate: function (frame) { if (frame.type !== "live.alerts") return false; alertsPanel.apply(frame.alerts); return true; },
   });
 
-  function controlsChanged(sourceChanged) {
-    if (sourceChanged) {
-      state.syncing = true;  // frames of the old source must not be drawn in the meantime
-      connection.replace();
-    } else {
-      resync();
-    }
-  }
-
-  // --- Start ------------------------------------------------------------------------------------------
-
-  L.watchScope(controlsChanged);
-  L.scheduleDraws(REDRAW_MS, redraw, connection);
+  L.watchScope(function (sourceChanged) { if (sourceChanged) loop.replace(); else loop.resync(); });
   setInterval(function () { if (!document.hidden && state.snap) drawHealth(); }, 15000);
-  connection.open();
 })();

@@ -11,29 +11,11 @@ window.FluxoStreamPage = function (page) {
   var L = window.FluxoLive;
   var config = JSON.parse(document.getElementById("page-config").textContent);
   var $ = function (id) { return document.getElementById(id); };
-  var state = { sources: config.sources, window: null, buffer: [], syncing: true, seq: 0, lastSync: 0, stale: false, ids: new Set(), socketSource: null };
+  var state = { sources: config.sources, window: null, stale: false, ids: new Set() };
 
   function sourceName(id) {
     var found = state.sources.find(function (s) { return s.id === id; });
     return found ? found.name : "#" + id;
-  }
-
-  function resync() {
-    state.syncing = true;
-    var seq = ++state.seq;
-    L.getJson(config.snapshotUrl + "?" + L.scopeParams().toString()).then(function (snap) {
-      if (!snap || seq !== state.seq) return;
-      state.sources = snap.sources;
-      state.window = snap.window;
-      $("snapshot-error").textContent = "";
-      page.render(snap, api);
-      state.lastSync = Date.now();
-      state.stale = false;
-      state.syncing = false;
-    }).catch(function (error) {
-      $("snapshot-error").textContent = "Could not load the page: " + error.message;
-      state.syncing = false;
-    });
   }
 
   /* Replace the feed's rows with ``items`` (newest first), or put new ones on top. */
@@ -50,10 +32,7 @@ window.FluxoStreamPage = function (page) {
     while (body.rows.length > FEED_MAX) { state.ids.delete(Number(body.lastChild.dataset.id)); body.removeChild(body.lastChild); }
   }
 
-  function draw() {
-    if (state.syncing) return;
-    var frames = state.buffer;
-    state.buffer = [];
+  function apply(frames) {
     frames.forEach(function (frame) {
       if (frame.type !== "live.tail") return;
       // A range that ends before now takes nothing new; one that holds now, what falls in it.
@@ -62,25 +41,26 @@ window.FluxoStreamPage = function (page) {
       feed(taken, false);
       state.stale = true;
     });
-    if (state.stale && Date.now() - state.lastSync > REFRESH_MS) resync();
-  }
-
-  var connection = new L.Connection({
-    url: function () {
-      state.socketSource = $("source").value;
-      return config.socketPath + "?view=tail&stream=" + encodeURIComponent(config.stream) + "&source=" + encodeURIComponent(state.socketSource);
-    },
-    onOpen: function () { state.buffer = []; resync(); },
-    onFrame: function (frame) { state.buffer.push(frame); if (state.buffer.length > 2000) { state.buffer = []; state.stale = true; } },
-  });
-
-  function changed(sourceChanged) {
-    if (sourceChanged) { state.syncing = true; connection.replace(); } else { resync(); }
+    if (state.stale && Date.now() - loop.lastSync > REFRESH_MS) { state.stale = false; loop.resync(); }
   }
 
   var api = { sourceName: sourceName, feed: feed, cell: L.cell, shownTime: L.shownTime };
-  L.watchScope(changed);
-  L.scheduleDraws(REDRAW_MS, draw, connection);
-  connection.open();
+  var loop = L.livePage({
+    redrawMs: REDRAW_MS,
+    socketUrl: function () {
+      return config.socketPath + "?view=tail&stream=" + encodeURIComponent(config.stream) + "&source=" + encodeURIComponent($("source").value);
+    },
+    snapshot: function () { return L.getJson(config.snapshotUrl + "?" + L.scopeParams().toString()); },
+    render: function (snap) {
+      state.sources = snap.sources;
+      state.window = snap.window;
+      $("snapshot-error").textContent = "";
+      page.render(snap, api);
+    },
+    failed: function (error) { $("snapshot-error").textContent = "Could not load the page: " + error.message; },
+    apply: apply,
+  });
+
+  L.watchScope(function (sourceChanged) { if (sourceChanged) loop.replace(); else loop.resync(); });
   return api;
 };

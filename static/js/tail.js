@@ -12,7 +12,7 @@
   var L = window.FluxoLive;
   var config = JSON.parse(document.getElementById("tail-config").textContent);
   var $ = function (id) { return document.getElementById(id); };
-  var state = { sources: [], window: null, ids: new Set(), buffer: [], syncing: true, seq: 0 };
+  var state = { sources: [], window: null, ids: new Set() };
 
   /* What the server filters on: the source and these (the range only applies to the snapshot). */
   function filters() {
@@ -63,30 +63,16 @@
     }
   }
 
-  function resync() {
-    state.syncing = true;
-    var seq = ++state.seq;
-    var query = choices();
-    query.set("tz", L.zone);
-    L.getJson(config.tailUrl + "?" + query.toString()).then(function (snap) {
-      if (!snap || seq !== state.seq) return;
-      state.sources = snap.sources;
-      state.window = snap.window;
-      state.ids = new Set();
-      $("tail").tBodies[0].replaceChildren();
-      add(snap.events);
-      $("snapshot-error").textContent = "";
-      state.syncing = false;
-    }).catch(function (error) {
-      $("snapshot-error").textContent = "Could not load activities: " + error.message;
-      state.syncing = false;
-    });
+  function render(snap) {
+    state.sources = snap.sources;
+    state.window = snap.window;
+    state.ids = new Set();
+    $("tail").tBodies[0].replaceChildren();
+    add(snap.events);
+    $("snapshot-error").textContent = "";
   }
 
-  function draw() {
-    if (state.syncing || !state.buffer.length) return;
-    var frames = state.buffer;
-    state.buffer = [];
+  function apply(frames) {
     frames.forEach(function (frame) {
       if (frame.type !== "live.tail") return;
       // A range that ends before now takes nothing new; one that holds now, what falls in it.
@@ -96,24 +82,28 @@
     });
   }
 
-  var connection = new L.Connection({
-    url: function () {
+  var loop = L.livePage({
+    redrawMs: REDRAW_MS,
+    bufferMax: BUFFER_MAX,
+    socketUrl: function () {
       var params = filters();
       params.set("view", "tail");
       return config.socketPath + "?" + params.toString();
     },
-    onOpen: function () { state.buffer = []; resync(); },
-    onFrame: function (frame) {
-      state.buffer.push(frame);
-      if (state.buffer.length > BUFFER_MAX) { state.buffer = []; resync(); }
+    snapshot: function () {
+      var query = choices();
+      query.set("tz", L.zone);
+      return L.getJson(config.tailUrl + "?" + query.toString());
     },
+    render: render,
+    failed: function (error) { $("snapshot-error").textContent = "Could not load activities: " + error.message; },
+    apply: apply,
   });
 
   function refilter() {
     history.replaceState(null, "", "?" + choices().toString());
     $("sampled").hidden = true;
-    state.syncing = true;
-    connection.replace();
+    loop.replace();
   }
 
   $("filters").addEventListener("submit", function (event) { event.preventDefault(); refilter(); });
@@ -121,8 +111,6 @@
   L.watchScope(function (sourceChanged) {
     if (sourceChanged) { refilter(); return; }
     history.replaceState(null, "", "?" + choices().toString());
-    resync();
+    loop.resync();
   });
-  L.scheduleDraws(REDRAW_MS, draw, connection);
-  connection.open();
 })();
