@@ -213,7 +213,9 @@ class Cluster:
 
     def start_web(self, host):
         command = [sys.executable, "-m", "fluxo.serve", "--workers", "1", "--bind", f"{host}:{self.web_port}"]
-        process = Process(f"web-{host}", command, self.env(self.host_dir(f"web-{host}")), self.var).start()
+        # INFO: each request's access line (fluxo.request), which shows what nginx sent each host.
+        env = self.env(self.host_dir(f"web-{host}"), FLUXO_LOG_LEVEL="INFO")
+        process = Process(f"web-{host}", command, env, self.var).start()
         self.webs[host] = process
         wait_listening((host, self.web_port), process)
         return process
