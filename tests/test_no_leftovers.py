@@ -50,7 +50,8 @@ def started(var_dir, log):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_make_run_stopped_leaves_no_process_behind(tmp_path, signum):
     port = free_port()
-    env = bare_env(tmp_path, FLUXO_SIMULATE="0", FLUXO_PORT=str(port))
+    # DEBUG: the Procfile then lets Celery say when the worker and the beat have started.
+    env = bare_env(tmp_path, FLUXO_SIMULATE="0", FLUXO_PORT=str(port), FLUXO_LOG_LEVEL="DEBUG")
     log = tmp_path / "honcho.log"
     with open(log, "w") as out:
         honcho = subprocess.Popen(
