@@ -40,7 +40,7 @@ def test_once_the_web_process_answers_it_prints_the_url_and_how_to_log_in(site):
 
 def test_the_procfile_keeps_per_request_and_per_task_lines_for_debug():
     procfile = (ROOT / "Procfile").read_text()
-    assert "ready: .venv/bin/python manage.py say_ready" in procfile
+    assert "ready: exec .venv/bin/python manage.py say_ready" in procfile
     worker = next(line for line in procfile.splitlines() if line.startswith("worker:"))
     assert "--loglevel=INFO" not in worker and "echo WARNING" in worker
 

@@ -120,7 +120,7 @@ def test_killing_a_web_host_and_a_worker_while_the_sandbox_sends_loses_and_doubl
             return fired and fired <= delivered and fired
 
         fired = wait_for(every_fired_alert_delivered, timeout=60)
-        assert len(fired) >= 2
+        assert len(fired) >= 1  # event alerts of one rule and group collapse into one open alert
 
         # The live sockets of both web hosts got frames, and the restarted host's again after it came back.
         assert browsers.frames(web1, after=restarted) and browsers.connects(web1) >= 2
