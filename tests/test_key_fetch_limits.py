@@ -46,10 +46,7 @@ class SlowKeyServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 server.enter(self.path)
-                try:
-                    server.answer(self)
-                finally:
-                    server.leave()
+                server.answer(self)  # leaves before the answer is written: see answer()
 
             def log_message(self, *args):
                 pass
@@ -70,8 +67,21 @@ class SlowKeyServer:
             self.busy -= 1
 
     def answer(self, handler):
+        """Counted busy until the answer is about to go out: once a client has read it, it may start
+        its next fetch at once, and counting until this handler returns would see the two overlap."""
+        try:
+            self._wait_then_sleep(handler)
+        finally:
+            self.leave()
+        self._write(handler)
+
+    def _wait_then_sleep(self, handler):
         if self.hold:
             self.release.wait(30)
+        if self.keys.get(handler.path) is None and not self.hang_up:
+            time.sleep(self.slow_404)
+
+    def _write(self, handler):
         pem = self.keys.get(handler.path)
         if self.hang_up:
             handler.send_response(200)
@@ -80,8 +90,6 @@ class SlowKeyServer:
             handler.wfile.write(b"-----BEGIN PUBLIC KEY-----\n")
             handler.close_connection = True
             return
-        if pem is None:
-            time.sleep(self.slow_404)
         handler.send_response(200 if pem else 404)
         handler.end_headers()
         if pem:
