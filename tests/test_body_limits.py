@@ -175,7 +175,9 @@ def test_a_refusal_on_a_source_url_is_counted_for_that_source(server):
     with server.connect() as sock:
         sock.sendall(_head(_push_path(server), f"Content-Length: {LIMIT * 50}", _auth(server)))
         assert _parse(_until_closed(sock))[0] == 413
-    wait_for(lambda: int(counters.hget(key, "rejected_too_large") or 0) == before + 1, timeout=20)
+    # At least one more: the module's earlier refusals on this source are counted asynchronously too,
+    # and one may land after ``before`` was read.
+    wait_for(lambda: int(counters.hget(key, "rejected_too_large") or 0) >= before + 1, timeout=20)
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
