@@ -15,7 +15,7 @@ from django.core.management.base import CommandError
 
 from streams.management.commands import simulate_demo
 from streams.simulator.keys import KeyRing, KeyServer
-from tests.processes import ROOT, bare_env, free_port
+from tests.processes import ROOT, bare_env, free_port, stop_embedded_redis
 
 
 @pytest.fixture
@@ -89,14 +89,17 @@ def test_a_taken_key_port_is_a_bad_argument(source_json):
 
 
 def test_from_the_command_line_a_bad_argument_exits_2(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "manage.py", "simulate", "--io-url", "http://127.0.0.1:9/x", "--rate", "-1"],
-        cwd=ROOT,
-        env=bare_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "manage.py", "simulate", "--io-url", "http://127.0.0.1:9/x", "--rate", "-1"],
+            cwd=ROOT,
+            env=bare_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        stop_embedded_redis(tmp_path)  # the command's start-up may have started one in tmp_path
     assert result.returncode == 2
     assert "--rate must be more than 0" in result.stderr
 
