@@ -59,7 +59,7 @@ INSERT INTO {table} (id, batch_id, received_at, source_id, munchkin_id, stream, 
     campaign_id, campaign_name, program_id, program_name, component_type, component_id, action, user_numeric,
     user_email, kind, subtype, details, flags, raw)
 SELECT g, %(batch)s::bigint + (g - %(base)s::bigint) / 500,
-       %(start)s::timestamptz + (g - %(base)s::bigint) * %(step)s::interval, %(source)s,
+       %(start)s::timestamptz + (g - %(base)s::bigint) / 500 * 500 * %(step)s::interval, %(source)s,
        %(munchkin)s::text, 'activity',
        (ARRAY['com.adobe.platform.marketo.activity.standard.clicklink',
               'com.adobe.platform.marketo.activity.standard.openemail',
@@ -244,12 +244,16 @@ def fill_day(database, day, rows, source_id, parallel):
         conn.execute(f"CREATE TABLE {keys} (LIKE streams_eventkey)")
         low, high = midnight(day), midnight(day + timedelta(days=1))
         conn.execute(f"CREATE TABLE {batches} PARTITION OF streams_batch {_range(low, high)}")
-        conn.execute(
-            f"INSERT INTO {batches} (id, received_at, protocol, source_id, accepted, duplicates, counts, meta) "
-            "SELECT %s + j, %s, 'legacy', %s, 500, 0, '[]', '{}' FROM generate_series(0, %s) AS j",
-            [batch, midnight(day) + timedelta(hours=12), source_id, rows // BATCH_SIZE],
-        )
     start, step = midnight(day) + timedelta(seconds=10), (timedelta(days=1) - timedelta(seconds=20)) / rows
+    with psycopg.connect(url, autocommit=True) as conn:
+        # A batch as the receivers write it: its events' received time, and the lowest of their ids.
+        conn.execute(
+            f"INSERT INTO {batches} "
+            "(id, received_at, protocol, source_id, accepted, duplicates, counts, meta, first_event_id) "
+            "SELECT %s + j, %s::timestamptz + j * %s * %s::interval, 'legacy', %s, 500, 0, '[]', '{}', %s + j * %s "
+            "FROM generate_series(0, %s) AS j",
+            [batch, start, BATCH_SIZE, step, source_id, base, BATCH_SIZE, rows // BATCH_SIZE],
+        )
     params = {"batch": batch, "base": base, "start": start, "step": step, "source": source_id}
     params |= {"munchkin": MUNCHKIN, "raw": _RAW}
     chunks = [(a, min(base + rows - 1, a + CHUNK - 1)) for a in range(base, base + rows, CHUNK)]

@@ -54,7 +54,7 @@ COLUMNS = (
     "raw",
 )
 _PG_TYPES = {"source_id": "bigint", "occurred_at": "timestamptz", "activity_type_id": "integer", "flags": "text"}
-_RETURNING = "source_id, stream, type, activity_type_id"
+_RETURNING = "id, source_id, stream, type, activity_type_id"
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,8 @@ _ORDER = 'source_id, stream COLLATE "C", type COLLATE "C", activity_type_id NULL
 # - The key partition is the day the event occurred: redeliveries carry the same time, so they meet
 #   their key there, whichever partition of streams_event (received time) the first copy went to.
 # - The batch id is drawn first, so the events can name it before its row exists. A request whose
-#   every event was already stored draws an id but writes no batch row: nothing to hand off.
+#   every event was already stored draws an id but writes no batch row: nothing to hand off. The row
+#   records the lowest event id it stored, where the read API's since= starts (streams.api).
 _KEYS = (
     "SELECT source_id, md5('e' || event_uid)::uuid AS hash, key_day FROM u WHERE event_uid IS NOT NULL "
     "UNION ALL SELECT source_id, md5('a' || activity_key)::uuid, key_day FROM u WHERE activity_key IS NOT NULL"
@@ -167,8 +168,10 @@ _STORE_SQL = (
     f"WHERE {_CLAIMED.format(column='event_uid', prefix='e')} AND {_CLAIMED.format(column='activity_key', prefix='a')} "
     f"RETURNING {_RETURNING}), "
     f"counted AS (SELECT {_GROUP}, count(*) AS n FROM new GROUP BY {_GROUP}), "
-    "batch AS (INSERT INTO streams_batch (id, received_at, protocol, source_id, accepted, duplicates, counts, meta) "
-    "SELECT (SELECT id FROM drawn), %b, %b, %b, t.accepted, %b - t.accepted, t.counts, %b::text::jsonb "
+    "batch AS (INSERT INTO streams_batch "
+    "(id, received_at, protocol, source_id, accepted, duplicates, counts, meta, first_event_id) "
+    "SELECT (SELECT id FROM drawn), %b, %b, %b, t.accepted, %b - t.accepted, t.counts, %b::text::jsonb, "
+    "(SELECT min(id) FROM new) "
     f"FROM (SELECT sum(n)::integer AS accepted, jsonb_agg(jsonb_build_array({_GROUP}, n) ORDER BY {_ORDER}) AS counts "
     "FROM counted) AS t WHERE t.accepted > 0 RETURNING id) "
     f"SELECT (SELECT id FROM batch), {_GROUP}, n FROM counted ORDER BY {_ORDER}"
@@ -235,10 +238,15 @@ def _store_orm(rows, receiving, protocol, received_at, meta):
             received_at=received_at, protocol=protocol, source=receiving, accepted=0, duplicates=0, meta=meta
         )
         inserted = _insert_row_by_row(rows, batch.id, received_at)
-        counts = sorted(([*k, n] for k, n in Counter(inserted).items()), key=_count_order)
+        counts = sorted(([*k, n] for k, n in Counter(row[1:] for row in inserted).items()), key=_count_order)
         accepted = len(inserted)
         if accepted:
-            Batch.objects.filter(id=batch.id).update(accepted=accepted, duplicates=len(rows) - accepted, counts=counts)
+            Batch.objects.filter(id=batch.id).update(
+                accepted=accepted,
+                duplicates=len(rows) - accepted,
+                counts=counts,
+                first_event_id=min(row[0] for row in inserted),
+            )
         else:
             # Nothing new (a redelivery): no hand-off for the consumers to process.
             batch.delete()

@@ -13,7 +13,7 @@ from django.test import AsyncClient
 
 from streams import api_tokens
 from streams.auth import issue_api_token
-from streams.models import Event
+from streams.models import Batch, Event
 from tests import processes
 from tests.conftest import payload
 
@@ -373,14 +373,17 @@ def test_since_and_until_select_a_window_on_received_time(get, three_hours, para
 
 @pytest.fixture
 def out_of_order(push):
-    """30 events, id order = received order (a minute apart from 09:00) but for two: the third was
-    received late (09:28:30, as a request that committed late), the 28th early (09:00:30)."""
-    push([activity(n) for n in range(30)])
+    """30 events, a request each, id order = received order (a minute apart from 09:00) but for two:
+    the third request was stamped late (09:28:30), the 28th early (09:00:30, as a request stamped on
+    arrival that committed half an hour later). An event has its request's (its batch's) time."""
+    for n in range(30):
+        push([activity(n)])
     ids = list(Event.objects.order_by("id").values_list("id", flat=True))
     base = datetime(2026, 4, 20, 9, tzinfo=UTC)
     for n, event_id in enumerate(ids):
-        minutes = {2: 28.5, 27: 0.5}.get(n, n)
-        Event.objects.filter(id=event_id).update(received_at=base + timedelta(minutes=minutes))
+        at = base + timedelta(minutes={2: 28.5, 27: 0.5}.get(n, n))
+        Batch.objects.filter(events__id=event_id).update(received_at=at)
+        Event.objects.filter(id=event_id).update(received_at=at)
     return ids
 
 
@@ -401,6 +404,21 @@ def test_since_finds_every_event_of_the_window_whatever_its_id(get, out_of_order
     expected = [out_of_order[n] for n in picked]
     assert [row["id"] for row in results(get(**params))] == expected
     assert [row["id"] for row in ndjson_lines(get(NDJSON, **params))] == expected
+
+
+def test_a_batch_records_the_lowest_id_of_the_events_it_stored(push):
+    push([activity(n) for n in range(3)])
+    push([activity(n) for n in range(5)])  # three redelivered, two new
+    for batch in Batch.objects.order_by("id"):
+        assert batch.first_event_id == min(Event.objects.filter(batch=batch).values_list("id", flat=True))
+    assert Batch.objects.count() == 2
+
+
+def test_since_reads_a_window_of_batches_from_before_first_event_id_from_their_events(get, out_of_order):
+    """An upgraded database's batches have no first_event_id: their windows are still exact."""
+    Batch.objects.filter(events__id=out_of_order[26]).update(first_event_id=None)
+    expected = [out_of_order[n] for n in (2, 25, 26, 28, 29)]
+    assert [row["id"] for row in results(get(since="2026-04-20T09:25:00Z"))] == expected
 
 
 def test_since_pages_follow_next_through_an_out_of_order_window(client, admin_token, out_of_order):
