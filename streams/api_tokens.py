@@ -2,12 +2,15 @@
 
 import hmac
 import secrets
+from datetime import timedelta
 
 from django.utils import timezone
 
 from streams.models import ApiToken, hash_secret
 
 PREFIX = "fxp_"
+# "Last used" is shown to the minute: a client paging through events is not one write a request.
+LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 def assign_new_secret(token):
@@ -36,5 +39,6 @@ def user_for(secret):
     now = timezone.now()
     if (token.expires_at and token.expires_at <= now) or not token.user.is_active:
         return None
-    ApiToken.objects.filter(id=token.id).update(last_used_at=now)
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_PRECISION:
+        ApiToken.objects.filter(id=token.id).update(last_used_at=now)
     return token.user

@@ -240,7 +240,27 @@ def drop_expired(now=None, cutoff=None):
     for partition in partitions(KEY_TABLE):
         if partition.high is not None and partition.high <= horizon.date() and not _seen_since(partition, horizon):
             dropped += _drop(KEY_TABLE, partition)
-    return dropped
+    return dropped + _drop_orphans()
+
+
+# A partition's name (partition_name) that is a plain table: detached, its DROP never ran.
+_ORPHAN_NAMES = r"^(streams_event|streams_batch|streams_eventkey)_p[0-9]{8}([0-9]{2})?$"
+
+
+def _drop_orphans():
+    """Drop the tables a drop detached but did not remove (a worker killed between the two steps, or
+    a DROP that failed): no longer read by anything, they would hold their disk space for good."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace "
+            "AND c.relkind = 'r' AND NOT c.relispartition AND c.relname ~ %s ORDER BY c.relname",
+            [_ORPHAN_NAMES],
+        )
+        names = [name for (name,) in cursor.fetchall()]
+        for name in names:
+            cursor.execute(f"DROP TABLE IF EXISTS {name}")
+            log.warning("detached partition %s left by an earlier drop: dropped now", name)
+    return names
 
 
 def _seen_since(partition, moment):
@@ -267,10 +287,10 @@ def _drop(table, partition):
         return []
     try:
         with connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE {partition.name}")
+            cursor.execute(f"DROP TABLE IF EXISTS {partition.name}")  # another run may have found it first
     except DatabaseError as exc:
         # Detached already: no longer read or written, only its disk space is still taken.
-        log.error("partition %s detached but not dropped (%s): drop it by hand", partition.name, exc)
+        log.error("partition %s detached but not dropped (%s): the next run drops it", partition.name, exc)
         return [partition.name]
     log.info("partition %s dropped", partition.name)
     return [partition.name]

@@ -31,7 +31,7 @@ def test_a_partition_is_detached_and_committed_before_its_table_is_dropped(sourc
     seen = []  # at each DROP TABLE: still a partition, as another session sees it?
 
     def watch(execute, sql, params, many, context):
-        if sql.startswith(f"DROP TABLE {name}"):
+        if sql.startswith(f"DROP TABLE IF EXISTS {name}"):
             with psycopg.connect(**connection.get_connection_params()) as other:
                 seen.append(other.execute(ATTACHED, [name]).fetchone()[0])
         return execute(sql, params, many, context)

@@ -167,6 +167,26 @@ def test_a_redelivery_after_its_partition_was_dropped_is_still_a_duplicate(sourc
     assert store(legacy_rows("g-old", occurred=old.isoformat()), source, "legacy", timezone.now()).duplicates == 1
 
 
+def test_a_partition_detached_by_an_interrupted_drop_is_dropped_by_the_next_run(source, settings, monkeypatch):
+    settings.FLUXO_RETENTION_DAYS = 1
+    past_partitions(4)
+    old = day(-3) + timedelta(hours=12)
+    store(legacy_rows("g-old", occurred=old.isoformat()), source, "legacy", old)
+    name = partitions.partition_name("streams_event", day(-3))
+    with connection.cursor() as cursor:  # what a worker killed after the DETACH's commit leaves
+        cursor.execute(f"ALTER TABLE streams_event DETACH PARTITION {name}")
+    keep = "streams_event_p2026"  # a table of another name pattern is never touched
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {keep}x (n int)")
+    dropped = partitions.drop_expired()
+    assert name in dropped
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s), to_regclass(%s)", [name, f"{keep}x"])
+        assert cursor.fetchone() == (None, f"{keep}x")
+        cursor.execute(f"DROP TABLE {keep}x")
+    assert partitions.drop_expired() == []
+
+
 # --- Retention by dropping partitions -------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from django.test import AsyncClient
 
 from streams import api_tokens
 from streams.auth import issue_api_token
-from streams.models import Batch, Event
+from streams.models import ApiToken, Batch, Event
 from tests import processes
 from tests.conftest import payload
 
@@ -530,7 +530,15 @@ def test_using_a_token_records_when_it_was_last_used(client, admin_user):
     assert token.last_used_at is None
     client.get(EVENTS, HTTP_AUTHORIZATION=f"Bearer {secret}")
     token.refresh_from_db()
-    assert token.last_used_at is not None
+    first = token.last_used_at
+    assert first is not None
+    client.get(EVENTS, HTTP_AUTHORIZATION=f"Bearer {secret}")  # within the minute: not written again
+    token.refresh_from_db()
+    assert token.last_used_at == first
+    ApiToken.objects.filter(id=token.id).update(last_used_at=first - timedelta(minutes=2))
+    client.get(EVENTS, HTTP_AUTHORIZATION=f"Bearer {secret}")
+    token.refresh_from_db()
+    assert token.last_used_at > first
 
 
 # --- Who sees what ----------------------------------------------------------------------------------------
