@@ -569,7 +569,7 @@ def test_a_row_of_the_latest_events_or_the_tail_opens_its_event_and_a_search_fin
     assert f'"value": {big}' in page.inner_text("#raw")  # exact, as delivered
     assert "Visit Webpage" in page.inner_text("h1")
     assert "legacy activity push" in page.inner_text("#batch")
-    screenshot(page, "wide-event")
+    screenshot(page, "wide-event-opened-from-the-feed")
     page.goto(site["base"] + "/leads/?lead=5151")
     wait_for(page, "[...document.querySelectorAll('#tail td')].some(td => td.textContent.startsWith('/inspect-me'))")
     open_event_from(page, "#tail", "/inspect-me")
@@ -581,7 +581,7 @@ def test_a_row_of_the_latest_events_or_the_tail_opens_its_event_and_a_search_fin
     page.wait_for_selector("#results")
     assert page.locator("#results tbody tr").count() == 1
     assert "5151" in page.inner_text("#results")
-    screenshot(page, "wide-events")
+    screenshot(page, "wide-events-searched")
     open_event_from(page, "#results", "/inspect-me")
     assert page.url == event_url
     assert page.locator("img").count() == 0 and page.evaluate("window.__pwned") is None
@@ -591,6 +591,6 @@ def test_a_row_of_the_latest_events_or_the_tail_opens_its_event_and_a_search_fin
     for name, url in (("event", event_url), ("events", site["base"] + "/events/?text=inspect-me")):
         phone.goto(url)
         phone.wait_for_load_state("networkidle")
-        screenshot(phone, f"phone-{name}")
+        screenshot(phone, f"phone-{name}-searched")
         assert phone.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0, name
     phone.context.close()
