@@ -26,7 +26,7 @@ from alerts import lifecycle, silencing
 from alerts.access import can_manage, visible_alerts
 from alerts.forms import AcknowledgeForm, AlertFilterForm
 from alerts.models import Alert
-from fluxo.pages import with_page_policy
+from fluxo.pages import event_url, with_page_policy
 from streams.access import visible_sources
 from streams.models import Event
 
@@ -129,8 +129,7 @@ def alert_detail(request, alert_id):
 def samples_of(alert, user):
     """The alert's sample events as rows, each with a link to its lead's timeline when one is known."""
     samples = [s for s in alert.samples or [] if isinstance(s, dict)]
-    ids = [s["id"] for s in samples if isinstance(s.get("id"), int)]
-    source_of = dict(Event.objects.filter(id__in=ids).values_list("id", "source_id")) if ids else {}
+    source_of = _sources_of_sampled(samples)
     visible = set(visible_sources(user).values_list("id", flat=True))
     rows = []
     for sample in samples:
@@ -142,11 +141,32 @@ def samples_of(alert, user):
                 **sample,
                 "lead": lead,
                 "lead_url": reverse("lead", args=[source_id, lead]) if link else None,
+                # The event may be gone (retention, erasure): its page then says so with a 404.
+                "event_url": event_url(sample["id"], sample.get("received_at"))
+                if _has_event(sample, visible, source_of)
+                else None,
                 "occurred": _time(sample.get("occurred_at")),
                 "received": _time(sample.get("received_at")),
             }
         )
     return rows
+
+
+def _sources_of_sampled(samples):
+    """{event id: source id} of the sampled events still stored, read within the samples' received times
+    (so PostgreSQL reads only the partitions that can hold them)."""
+    sampled = [(s["id"], _time(s.get("received_at"))) for s in samples if isinstance(s.get("id"), int)]
+    if not sampled:
+        return {}
+    events = Event.objects.filter(id__in=[event_id for event_id, _at in sampled])
+    times = [at for _id, at in sampled if at is not None]
+    if len(times) == len(sampled):
+        events = events.filter(received_at__gte=min(times), received_at__lte=max(times))
+    return dict(events.values_list("id", "source_id"))
+
+
+def _has_event(sample, visible, source_of):
+    return isinstance(sample.get("id"), int) and source_of.get(sample["id"]) in visible
 
 
 def _time(text):

@@ -4,6 +4,7 @@ Every value here comes from an event and is untrusted: pages put it in with text
 """
 
 from dashboard.labels import type_key, type_label
+from fluxo.pages import event_url
 from streams.models import Event
 
 FIELDS = (
@@ -44,6 +45,7 @@ def item(row):
         "key": type_key(row["stream"], row["type"], type_id),
         "label": _cut(type_label(row["stream"], row["type"], type_id, names)),
         "received_at": row["received_at"].isoformat(),
+        "url": event_url(row["id"], row["received_at"]),
         "occurred_at": row["occurred_at"].isoformat() if row["occurred_at"] else None,
         "lead": _cut(row["lead_id"]),
         "user": _cut(row["user_email"] or row["user_numeric"]),

@@ -5,6 +5,7 @@ are shown as they come. Notifications are rare, so these read the events themsel
 """
 
 from dashboard import feed, figures
+from fluxo.pages import event_url
 from streams import wire
 from streams.models import Event
 
@@ -29,6 +30,7 @@ def campaign_problems(source_ids, since, until, limit=LIMIT):
     return [
         {
             "id": r["id"],
+            "url": event_url(r["id"], r["received_at"]),
             "source": r["source_id"],
             "what": "Campaign aborted" if r["kind"] == "campaign_abort" else "Campaign failed",
             "campaign": _campaign(r, names),

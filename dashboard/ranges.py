@@ -74,7 +74,7 @@ def custom(since_text, until_text, zone, now=None):
     One that starts before the per-minute history gets whole-hour buckets (the hourly rollups); one
     that ends after ``now`` is live (deltas fill it) but does not slide.
     """
-    since, until = _local(since_text, zone, "since"), _local(until_text, zone, "until")
+    since, until = typed_time(since_text, zone, "since"), typed_time(until_text, zone, "until")
     if until <= since:
         raise BadRange("until must be after since")
     if until - since > MAX_SPAN:
@@ -87,7 +87,8 @@ def custom(since_text, until_text, zone, now=None):
     return Window("custom", start, end, bucket, live=now is not None and now < end)
 
 
-def _local(text, zone, name):
+def typed_time(text, zone, name):
+    """A time a person typed (``2026-04-20T18:00``), in ``zone`` unless it names an offset, as UTC."""
     try:
         moment = datetime.fromisoformat(text.strip())
     except (ValueError, AttributeError):

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from fluxo.pages import event_url
 from streams import wire
 from streams.models import Event
 
@@ -31,6 +32,10 @@ class Entry:
     summary: str
     campaign: str
     attributes: list = field(default_factory=list)  # [(name, value as text)]
+
+    @property
+    def url(self):
+        return event_url(self.id, self.received_at)
 
 
 def of_lead(source_id, lead_id, limit=LIMIT):

@@ -285,10 +285,12 @@ def page_paths(site):
         "shell",
         "-c",
         "import json; from alerts.models import Alert, Rule; "
+        "from streams.models import Event; "
         "print(json.dumps([Alert.objects.order_by('-id').values_list('id', flat=True).first(), "
-        "Rule.objects.order_by('id').values_list('id', flat=True).first()]))",
+        "Rule.objects.order_by('id').values_list('id', flat=True).first(), "
+        "Event.objects.filter(activity_type_id=37).values_list('id', flat=True).first()]))",
     )
-    alert_id, rule_id = json.loads(found.strip().splitlines()[-1])
+    alert_id, rule_id, event_id = json.loads(found.strip().splitlines()[-1])
     source_id = site["source"]["id"]
     return {
         "overview": "/", "leads": "/leads/", "lead": f"/leads/{source_id}/7/", "audit": "/audit/",
@@ -297,6 +299,7 @@ def page_paths(site):
         "rule-new": "/alerts/rules/new/?preset=delete-lead", "silences": "/alerts/silences/",
         "destinations": "/alerts/destinations/", "destination-new": "/alerts/destinations/new/",
         "mute-windows": "/alerts/mute-windows/", "watch-lists": "/alerts/watch-lists/",
+        "event": f"/events/{event_id}/", "events": "/events/?range=7d&text=onerror",
     }  # fmt: skip
 
 

@@ -26,6 +26,7 @@ from alerts.models import (
     WatchList,
 )
 from streams import api_tokens
+from streams.models import Event
 
 SLACK_URL = "https://hooks.slack.com/services/T0001/B0002/s3cretHookValueABCD"
 BOT_TOKEN = "xoxb-1234-s3cret-bot-tokenWXYZ"
@@ -503,6 +504,8 @@ def test_an_alert_shows_its_samples_timeline_and_every_delivery_attempt(admin_us
     delivery.attempt_log.create(outcome="sent", status_code=200)
     html = logged_in(admin_user).get(f"/alerts/{alert.pk}/").content.decode()
     assert f'href="/leads/{source.pk}/42/"' in html
+    event = Event.objects.get(lead_id="42")
+    assert f'href="/events/{event.pk}/?at=' in html  # each sample opens its event's page
     assert "Delete Lead" in html and "first match" in html
     assert "far end busy" in html and "(503)" in html and "(200)" in html
 

@@ -17,7 +17,7 @@ import pytest
 from tests.browser import launch, needs_chromium
 from tests.conftest import KeyPair
 from tests.processes import BIN, ROOT, _wait_until_listening, bare_env, free_port, http, manage, stop_embedded_redis
-from tests.screenshots import screenshot
+from tests.screenshots import PHONE, screenshot
 
 WAIT_MS = 15000  # a bound on a failure, never a measured time
 SOURCE_NAME = "Acme <b>EMEA</b>"
@@ -545,3 +545,52 @@ def test_a_type_keeps_its_colour_live_after_a_new_snapshot_and_on_the_server(sit
     assert page.evaluate(find + ".color") == live  # the same after a snapshot
     for other in ("activity|x|1", "notification|com.adobe.platform.marketo.notification.x|", "Ümlaut 😀", "other"):
         assert page.evaluate("k => FluxoLive.colourOf(k)", other) == colour_of(other)
+
+
+def open_event_from(page, selector, text):
+    """Click the received time of the row of ``selector`` whose cells hold ``text``; the event page opens."""
+    row = page.locator(f"{selector} tbody tr", has_text=text).first
+    row.locator("td a[href^='/events/']").first.click()
+    page.wait_for_url(re.compile(r".*/events/[0-9]+/\?at=.*"))
+    assert text in page.inner_text("#raw")
+
+
+def test_a_row_of_the_latest_events_or_the_tail_opens_its_event_and_a_search_finds_it(site, page, browser, logged_in):
+    big = "123456789012345678901234567890"
+    item = activity("/inspect-me " + EVIL, lead=5151)
+    item["attributes"] = [{"name": "Score", "value": 0}]
+    body = json.dumps({"munchkinId": "123-ABC-456", "activities": [item]}).replace('"value": 0', f'"value": {big}')
+    headers = {"Authorization": f"Bearer {site['source']['api_token']}", "Content-Type": "application/json"}
+    status, _, answer = http("POST", site["base"] + site["source"]["endpoints"]["legacy_push"], body.encode(), headers)
+    assert status == 200, answer
+    open_overview(page, site)
+    wait_for(page, "[...document.querySelectorAll('#feed td')].some(td => td.textContent.startsWith('/inspect-me'))")
+    open_event_from(page, "#feed", "/inspect-me")
+    assert f'"value": {big}' in page.inner_text("#raw")  # exact, as delivered
+    assert "Visit Webpage" in page.inner_text("h1")
+    assert "legacy activity push" in page.inner_text("#batch")
+    screenshot(page, "wide-event-opened-from-the-feed")
+    page.goto(site["base"] + "/leads/?lead=5151")
+    wait_for(page, "[...document.querySelectorAll('#tail td')].some(td => td.textContent.startsWith('/inspect-me'))")
+    open_event_from(page, "#tail", "/inspect-me")
+    event_url = page.url
+    # A search by text in the primary attribute, in the form, finds it; its row opens the same page.
+    page.goto(site["base"] + "/events/")
+    page.fill("#text", "inspect-me")
+    page.click("#search button[type=submit]")
+    page.wait_for_selector("#results")
+    assert page.locator("#results tbody tr").count() == 1
+    assert "5151" in page.inner_text("#results")
+    screenshot(page, "wide-events-searched")
+    open_event_from(page, "#results", "/inspect-me")
+    assert page.url == event_url
+    assert page.locator("img").count() == 0 and page.evaluate("window.__pwned") is None
+    assert page.dialogs == [] and page.errors == []
+    # On a phone neither page scrolls sideways.
+    phone = browser.new_context(viewport=PHONE, timezone_id="Asia/Kolkata", storage_state=logged_in).new_page()
+    for name, url in (("event", event_url), ("events", site["base"] + "/events/?text=inspect-me")):
+        phone.goto(url)
+        phone.wait_for_load_state("networkidle")
+        screenshot(phone, f"phone-{name}-searched")
+        assert phone.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0, name
+    phone.context.close()

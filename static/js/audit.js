@@ -25,7 +25,7 @@
     feedRow: function (item, api) {
       var tr = document.createElement("tr");
       if (item.alert) tr.className = "alert";
-      tr.append(api.cell("td", api.shownTime(item.received_at)), api.cell("td", api.sourceName(item.source)),
+      tr.append(api.linkCell(api.shownTime(item.received_at), item.url), api.cell("td", api.sourceName(item.source)),
         api.cell("td", item.label), api.cell("td", item.user), api.cell("td", item.detail));
       return tr;
     },

@@ -25,6 +25,16 @@ window.FluxoLive = (function () {
     return node;
   }
 
+  /* A table cell whose text links to ``url`` (an event page's address, built by the server; never event text). */
+  function linkCell(value, url) {
+    var td = document.createElement("td");
+    if (!url) { td.textContent = value === null || value === undefined ? "" : String(value); return td; }
+    var link = cell("a", value);
+    link.href = url;
+    td.append(link);
+    return td;
+  }
+
   function parseTime(iso) {
     // Python writes microseconds; keep milliseconds, which every Date parser reads.
     return Date.parse(String(iso).replace(/(\.\d{3})\d+/, "$1"));
@@ -232,7 +242,7 @@ window.FluxoLive = (function () {
   }
 
   return {
-    zone: zone, cell: cell, parseTime: parseTime, shownTime: shownTime, localiseTimes: localiseTimes,
+    zone: zone, cell: cell, linkCell: linkCell, parseTime: parseTime, shownTime: shownTime, localiseTimes: localiseTimes,
     setStatus: setStatus, Connection: Connection, livePage: livePage, stats: stats, getJson: getJson,
     scopeParams: scopeParams, watchScope: watchScope, takesLive: takesLive, colourOf: colourOf,
   };

@@ -17,7 +17,7 @@
       var body = $("problems").tBodies[0];
       body.replaceChildren.apply(body, snap.problems.map(function (p) {
         var tr = document.createElement("tr");
-        tr.append(api.cell("td", api.shownTime(p.occurred_at)), api.cell("td", api.sourceName(p.source)),
+        tr.append(api.linkCell(api.shownTime(p.occurred_at), p.url), api.cell("td", api.sourceName(p.source)),
           api.cell("td", p.what), api.cell("td", p.campaign), api.cell("td", p.user));
         return tr;
       }));
@@ -27,7 +27,7 @@
     inFeed: function (item) { return SHOWN_ELSEWHERE.indexOf(kindOf(item)) < 0; },
     feedRow: function (item, api) {
       var tr = document.createElement("tr");
-      tr.append(api.cell("td", api.shownTime(item.received_at)), api.cell("td", api.sourceName(item.source)),
+      tr.append(api.linkCell(api.shownTime(item.received_at), item.url), api.cell("td", api.sourceName(item.source)),
         api.cell("td", item.label), api.cell("td", item.user), api.cell("td", item.detail));
       return tr;
     },

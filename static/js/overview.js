@@ -209,7 +209,7 @@
     state.feedIds.add(item.id);
     var tr = document.createElement("tr");
     tr.dataset.id = item.id;
-    tr.append(cell("td", shownTime(item.received_at)), cell("td", sourceName(item.source, sources)),
+    tr.append(L.linkCell(shownTime(item.received_at), item.url), cell("td", sourceName(item.source, sources)),
       cell("td", item.label), cell("td", item.lead), cell("td", item.user), cell("td", item.detail));
     var body = $("feed").tBodies[0];
     body.insertBefore(tr, body.firstChild);

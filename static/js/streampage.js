@@ -44,7 +44,7 @@ window.FluxoStreamPage = function (page) {
     if (state.stale && Date.now() - loop.lastSync > REFRESH_MS) { state.stale = false; loop.resync(); }
   }
 
-  var api = { sourceName: sourceName, feed: feed, cell: L.cell, shownTime: L.shownTime };
+  var api = { sourceName: sourceName, feed: feed, cell: L.cell, linkCell: L.linkCell, shownTime: L.shownTime };
   var loop = L.livePage({
     redrawMs: REDRAW_MS,
     socketUrl: function () {

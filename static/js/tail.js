@@ -45,7 +45,7 @@
       link.href = config.leadsUrl + item.source + "/" + encodeURIComponent(item.lead) + "/";
       lead.append(link);
     }
-    tr.append(L.cell("td", L.shownTime(item.received_at)), L.cell("td", item.occurred_at ? L.shownTime(item.occurred_at) : ""),
+    tr.append(L.linkCell(L.shownTime(item.received_at), item.url), L.cell("td", item.occurred_at ? L.shownTime(item.occurred_at) : ""),
       L.cell("td", sourceName(item.source)), L.cell("td", item.label), lead, L.cell("td", item.detail));
     return tr;
   }
