@@ -213,6 +213,7 @@ CELERY_TASK_ROUTES = {
     "streams.prune_events": {"queue": "maintenance"},
     "streams.open_validation_urls": {"queue": "maintenance"},
     "streams.retire_expired_grace": {"queue": "maintenance"},
+    "streams.prune_refused_requests": {"queue": "maintenance"},
     "streams.maintain_partitions": {"queue": "maintenance"},
     "fluxo.clear_sessions": {"queue": "maintenance"},
     "fluxo.clear_tokens": {"queue": "maintenance"},
@@ -231,6 +232,8 @@ CELERY_BEAT_SCHEDULE = {
     "archive-events": {"task": "streams.archive_events", "schedule": 3600.0},
     # Replaced legacy-push credentials past their grace period: their Fluxo OAuth clients go.
     "retire-expired-grace": {"task": "streams.retire_expired_grace", "schedule": 3600.0},
+    # The refused requests' headers and body excerpts live a day (streams.refused).
+    "prune-refused-requests": {"task": "streams.prune_refused_requests", "schedule": 600.0},
     # Deleted sources: their rows go in bounded steps; this pass resumes any a lost task left.
     "purge-deleted-sources": {"task": "streams.purge_deleted_sources", "schedule": 60.0},
     # Adobe's validation URLs expire 5 minutes after they arrive.
