@@ -100,7 +100,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "fluxo.csp.ContentSecurityPolicyMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "fluxo.static_files.Middleware",  # WhiteNoise, with versioned names and gzip copies
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -337,8 +337,13 @@ STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns about a missing one; files come from the finders
 STATICFILES_DIRS = [SITE_FILES_DIR / "static"]
-# Served from the apps' static folders by WhiteNoise, with DEBUG off too and no collectstatic step.
+# Served from the apps' static folders by WhiteNoise, with DEBUG off too and no collectstatic step;
+# versioned names (cached for good) and gzip copies are made at start-up (fluxo/static_files.py).
 WHITENOISE_USE_FINDERS = True
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "fluxo.static_files.VersionedStorage"},
+}
 WHITENOISE_AUTOREFRESH = DEBUG
 
 LANGUAGE_CODE = "en-us"
