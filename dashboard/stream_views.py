@@ -1,6 +1,6 @@
 """The audit, notification and setup pages, and the JSON snapshots the first two load."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -114,7 +114,7 @@ def refused_requests_page(request, source_id):
     source = get_object_or_404(Source.objects.live(), pk=source_id)
     context = {
         "source": source,
-        "rejections": announce.recent_rejections(source.id),
+        "rejections": [{**r, "when": datetime.fromisoformat(r["at"])} for r in announce.recent_rejections(source.id)],
         "keep": announce.KEEP_REJECTIONS,
         "hours": int(announce.REJECTIONS_TTL.total_seconds() // 3600),
         "body_bytes": refused.BODY_BYTES,
