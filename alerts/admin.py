@@ -37,6 +37,14 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class InternalAdmin(ReadOnlyAdmin):
+    """Rows shown inline on their parent's page, or the evaluator's own bookkeeping: kept off the admin's
+    index (no permission is reported for it), still at their URLs for whoever may view them."""
+
+    def get_model_perms(self, request):
+        return {}
+
+
 # --- Rules -------------------------------------------------------------------------------------------------
 
 
@@ -167,7 +175,7 @@ class AlertAdmin(ReadOnlyAdmin):
 
 
 @admin.register(AlertEvent)
-class AlertEventAdmin(ReadOnlyAdmin):
+class AlertEventAdmin(InternalAdmin):
     list_display = ("alert", "at", "kind", "user")
     list_filter = ("kind",)
 
@@ -191,11 +199,11 @@ class DeliveryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(DeliveryAttempt)
-class DeliveryAttemptAdmin(ReadOnlyAdmin):
+class DeliveryAttemptAdmin(InternalAdmin):
     list_display = ("delivery", "at", "outcome", "status_code", "duration_ms")
     list_filter = ("outcome",)
 
 
 @admin.register(EvaluatedBatch, EvaluatorFloor, WindowCount, Deadline)
-class EvaluatorStateAdmin(ReadOnlyAdmin):
+class EvaluatorStateAdmin(InternalAdmin):
     pass

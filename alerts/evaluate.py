@@ -236,7 +236,7 @@ def check_threshold(rule, group_key, labels, source_id, now, effects):
     """Move the group's alert by the count in its window: above the threshold fires, at or below recovery resolves."""
     count = window_count(rule, group_key, now)
     alert = lifecycle.open_alert(rule.id, group_key)
-    detail = f"{count} matching events in {_minutes(rule.window)}"
+    detail = f"{counted(count, 'matching event')} in {_minutes(rule.window)}"
     if count > rule.threshold:
         if alert is None:
             alert = lifecycle.start(rule, group_key, labels, source_id, now, count, detail, effects)
@@ -249,9 +249,13 @@ def check_threshold(rule, group_key, labels, source_id, now, effects):
         lifecycle.set_value(alert, count, detail)
 
 
+def counted(n, noun):
+    """ "1 matching event", "2 matching events" (the nouns here take an s)."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _minutes(delta):
-    minutes = int(delta.total_seconds() // 60)
-    return f"{minutes} minute" + ("" if minutes == 1 else "s")
+    return counted(int(delta.total_seconds() // 60), "minute")
 
 
 # --- The tick -------------------------------------------------------------------------------------------

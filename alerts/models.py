@@ -314,6 +314,7 @@ class Delivery(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name_plural = "deliveries"
         indexes = [
             models.Index(fields=["status", "due_at"]),
             models.Index(fields=["destination", "sent_at"]),
@@ -373,6 +374,9 @@ class EvaluatedBatch(models.Model):
     """
 
     batch_id = models.BigIntegerField(primary_key=True)
+
+    class Meta:
+        verbose_name_plural = "evaluated batches"
 
     def __str__(self):
         return f"batch #{self.batch_id} evaluated"

@@ -15,6 +15,11 @@ PostgreSQL and Redis (REDIS_URL, default redis://127.0.0.1:6379/14). Then:
 2. snapshot: ``--history-events`` events' worth of per-minute rollups over 7 days (20 types) and
    ``--raw-events`` stored events are generated in SQL (free disk is checked first); then
    GET /api/v1/overview is timed for each range.
+3. paint: the overview opened in Debian's Chromium (headless, through Playwright) with the superuser's
+   session, once to fill the browser's cache, then ``--paint-repeats`` times more in the same browser
+   context: the first contentful paint and the moment the activity chart is drawn, from the start of
+   the navigation, and the bytes Plotly.js cost on the wire (0 once cached). Target: first paint under
+   500 ms after the first visit. Skipped (with a note) when Chromium or Playwright is missing.
 
 Prints a Markdown summary and writes var/bench-live/results.json.
 """
@@ -59,6 +64,8 @@ def parse_args():
     parser.add_argument("--snapshot-repeats", type=int, default=20)
     parser.add_argument("--skip-live", action="store_true")
     parser.add_argument("--skip-snapshot", action="store_true")
+    parser.add_argument("--skip-paint", action="store_true")
+    parser.add_argument("--paint-repeats", type=int, default=10)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     return parser.parse_args()
 
@@ -408,6 +415,63 @@ def time_snapshots(port, session, repeats):
     return results
 
 
+# --- Paint: the overview in a browser ----------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [  # as tests/browser.py: without them Chromium keeps calling hosts this network refuses
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PAINT_SCRIPT = """() => {
+  const paint = performance.getEntriesByName('first-contentful-paint')[0];
+  const plotly = performance.getEntriesByType('resource').find(r => r.name.includes('/vendor/plotly'));
+  return {
+    fcp: paint ? paint.startTime : null,
+    plotly_transfer: plotly ? plotly.transferSize : null,
+    plotly_encoded: plotly ? plotly.encodedBodySize : null,
+  };
+}"""
+CHART_DRAWN = "() => { const c = document.getElementById('rate-chart'); return !!(c && c._fullLayout); }"
+
+
+def time_paint(port, session, repeats):
+    """First contentful paint and chart drawn (ms from navigation start) of the overview, warm cache."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return {"skipped": "playwright is not installed"}
+    if not shutil.which(CHROMIUM):
+        return {"skipped": f"{CHROMIUM} is not installed"}
+    base = f"http://{HOST}:{port}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.add_cookies([{"name": "sessionid", "value": session, "url": base}])
+        page = context.new_page()
+        visits = [_visit(page, base) for _ in range(repeats + 1)]
+        browser.close()
+    first, later = visits[0], visits[1:]
+    return {
+        "first_visit": first,
+        "fcp": percentiles([v["fcp"] / 1000 for v in later if v["fcp"] is not None]),
+        "chart_drawn": percentiles([v["chart_drawn"] / 1000 for v in later]),
+        "plotly_transfer_bytes_first": first["plotly_transfer"],
+        "plotly_transfer_bytes_later": max(v["plotly_transfer"] or 0 for v in later) if later else None,
+    }
+
+
+def _visit(page, base):
+    page.goto(base + "/", wait_until="load")
+    page.wait_for_function(CHART_DRAWN, timeout=30_000)
+    drawn = page.evaluate("() => performance.now()")
+    measured = page.evaluate(PAINT_SCRIPT)
+    return measured | {"chart_drawn": drawn}
+
+
 # --- Main ------------------------------------------------------------------------------------------------
 
 
@@ -439,7 +503,29 @@ def report(results):
         ]
         for name, p in results["snapshot"].items():
             lines.append(f"| {name} | {p['n']} | {p['p50_ms']} | {p['p95_ms']} | {p['max_ms']} | {p['events']:,} |")
+    if "paint" in results:
+        lines += ["", *paint_lines(results["paint"])]
     return "\n".join(lines)
+
+
+def paint_lines(paint):
+    if "skipped" in paint:
+        return [f"Paint: skipped ({paint['skipped']})."]
+    first = paint["first_visit"]
+    lines = [
+        f"Paint: the overview in headless Chromium; first visit: first paint {first['fcp']:.0f} ms, chart drawn "
+        f"{first['chart_drawn']:.0f} ms, Plotly.js {first['plotly_transfer']:,} bytes on the wire. Later visits "
+        f"(warm cache, Plotly.js {paint['plotly_transfer_bytes_later']:,} bytes on the wire):",
+        "",
+        "| measure | n | p50 ms | p95 ms | max ms | target |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, target in (("fcp", "< 500 ms"), ("chart_drawn", "")):
+        p = paint[name]
+        lines.append(
+            f"| {name} | {p.get('n')} | {p.get('p50_ms')} | {p.get('p95_ms')} | {p.get('max_ms')} | {target} |"
+        )
+    return lines
 
 
 def main():
@@ -462,6 +548,15 @@ def main():
             process, log = start_server(args, env, port)
             try:
                 results["snapshot"] = time_snapshots(port, session, args.snapshot_repeats)
+                if not args.skip_paint:
+                    results["paint"] = time_paint(port, session, args.paint_repeats)
+            finally:
+                stop_server(process, log)
+        elif not args.skip_paint:
+            port = free_port()
+            process, log = start_server(args, env, port)
+            try:
+                results["paint"] = time_paint(port, session, args.paint_repeats)
             finally:
                 stop_server(process, log)
     finally:

@@ -67,6 +67,10 @@ class RolledUpBatch(models.Model):
 
     batch_id = models.BigIntegerField(primary_key=True)
 
+    class Meta:
+        verbose_name = "rolled-up batch"
+        verbose_name_plural = "rolled-up batches"
+
     def __str__(self):
         return f"batch #{self.batch_id} rolled up"
 
@@ -101,6 +105,7 @@ class AuditPerson(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["source", "user_numeric"], name="auditperson_key")]
+        verbose_name_plural = "audit people"
 
     def __str__(self):
         return f"user #{self.user_numeric} is {self.user_email}"

@@ -1,12 +1,13 @@
 """The audit, notification and setup pages, and the JSON snapshots the first two load."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.http import Http404
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
 
@@ -16,7 +17,8 @@ from dashboard.groups import SOCKET_PATH
 from dashboard.ranges import window_document
 from dashboard.views import json_view, page_scope
 from fluxo.pages import with_page_policy
-from streams import announce, endpoints, links
+from streams import announce, endpoints, links, refused
+from streams.models import Source
 
 PARAMETERS = {"source", "range", "since", "until", "tz"}
 ADOBE_KEY_HOST = "static.adobeioevents.com"
@@ -101,6 +103,23 @@ def setup_page(request):
     token_url = endpoints.absolute(reverse("oauth2_token"), request)
     context = {"rows": rows, "token_url": token_url, **key_host()}
     return with_page_policy(render(request, "dashboard/setup.html", context))
+
+
+@login_required
+def refused_requests_page(request, source_id):
+    """A source's last refused requests with their redacted headers and body excerpts: superusers only
+    (a body may carry a lead's personal data), a 404 for anyone else."""
+    if not request.user.is_superuser:
+        raise Http404("no such page")
+    source = get_object_or_404(Source.objects.live(), pk=source_id)
+    context = {
+        "source": source,
+        "rejections": [{**r, "when": datetime.fromisoformat(r["at"])} for r in announce.recent_rejections(source.id)],
+        "keep": announce.KEEP_REJECTIONS,
+        "hours": int(announce.REJECTIONS_TTL.total_seconds() // 3600),
+        "body_bytes": refused.BODY_BYTES,
+    }
+    return with_page_policy(render(request, "dashboard/refused.html", context))
 
 
 def key_host():

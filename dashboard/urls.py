@@ -12,6 +12,7 @@ urlpatterns = [
     path("audit/", stream_views.audit_page, name="audit"),
     path("notifications/", stream_views.notifications_page, name="notifications"),
     path("setup/", stream_views.setup_page, name="setup"),
+    path("setup/<int:source_id>/refused/", stream_views.refused_requests_page, name="refused-requests"),
     path("api/v1/overview", views.overview_snapshot, name="api-overview"),
     path("api/v1/tail", lead_views.tail_snapshot, name="api-tail"),
     path("api/v1/audit", stream_views.audit_snapshot, name="api-audit"),

@@ -94,8 +94,17 @@ class BodyLimitedRequest(WebRequest):
         channel.loseConnection()
         target = getattr(channel, "_path", b"")
         self._log_refusal(getattr(channel, "_command", b"?"), target, len(answer))
-        observe_refusal(getattr(channel, "_command", b"?"), target)
-        count_refusal_later(target, self.body_limit)
+        method = getattr(channel, "_command", b"?")
+        observe_refusal(method, target)
+        count_refusal_later(target, self.body_limit, method, self._raw_headers())
+
+    def _raw_headers(self):
+        """The request's headers as text, for the refusal's record (streams.refused redacts them)."""
+        return [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, values in self.requestHeaders.getAllRawHeaders()
+            for value in values
+        ]
 
     def _log_refusal(self, method, target, size):
         peer = self.channel.transport.getPeer()
@@ -140,25 +149,27 @@ def _counting_thread():
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="refusals")
 
 
-def count_refusal_later(target, limit):
+def count_refusal_later(target, limit, method=b"POST", headers=()):
     if not _counting_slots.acquire(blocking=False):
         return
-    future = _counting_thread().submit(count_refusal, target, limit)
+    future = _counting_thread().submit(count_refusal, target, limit, method, headers)
     future.add_done_callback(lambda _future: _counting_slots.release())
 
 
-def count_refusal(target, limit):
-    """Count a 413 for the source whose ingest URL ``target`` (the raw request target) is, if any."""
+def count_refusal(target, limit, method=b"POST", headers=()):
+    """Count a 413 for the source whose ingest URL ``target`` (the raw request target) is, if any, and
+    keep its redacted headers for the source's refused requests (its body was never read)."""
     # Imported here: the models can be imported only once daphne has loaded fluxo.asgi (django.setup()).
     from django.db import DatabaseError, connections
     from django.urls import Resolver404, resolve
     from django.utils import timezone
 
-    from streams import announce
+    from streams import announce, refused
     from streams.models import Source
 
     try:
-        ingest_key = resolve(unquote(urlsplit(target.decode("ascii")).path)).kwargs.get("ingest_key")
+        url = urlsplit(target.decode("ascii"))
+        ingest_key = resolve(unquote(url.path)).kwargs.get("ingest_key")
     except (UnicodeDecodeError, ValueError, Resolver404):
         return
     if ingest_key is None:
@@ -167,7 +178,10 @@ def count_refusal(target, limit):
         source_id = Source.objects.filter(ingest_key=ingest_key).values_list("id", flat=True).first()
         if source_id is not None:
             detail = f"the body is over {limit} bytes"
-            announce.request_refused(source_id, "too_large", 413, detail, timezone.now())
+            declared = dict((name.lower(), value) for name, value in headers).get("content-length")
+            declared = int(declared) if declared and declared.isdigit() else None
+            described = refused.describe(method.decode("ascii", "replace"), headers, url.query, None, declared)
+            announce.request_refused(source_id, "too_large", 413, detail, timezone.now(), described)
     except DatabaseError as exc:
         log.warning("could not count a refused body for %s (%s)", ingest_key, exc.__class__.__name__)
     finally:

@@ -100,7 +100,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "fluxo.csp.ContentSecurityPolicyMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "fluxo.static_files.Middleware",  # WhiteNoise, with versioned names and gzip copies
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -213,6 +213,7 @@ CELERY_TASK_ROUTES = {
     "streams.prune_events": {"queue": "maintenance"},
     "streams.open_validation_urls": {"queue": "maintenance"},
     "streams.retire_expired_grace": {"queue": "maintenance"},
+    "streams.prune_refused_requests": {"queue": "maintenance"},
     "streams.maintain_partitions": {"queue": "maintenance"},
     "fluxo.clear_sessions": {"queue": "maintenance"},
     "fluxo.clear_tokens": {"queue": "maintenance"},
@@ -231,6 +232,8 @@ CELERY_BEAT_SCHEDULE = {
     "archive-events": {"task": "streams.archive_events", "schedule": 3600.0},
     # Replaced legacy-push credentials past their grace period: their Fluxo OAuth clients go.
     "retire-expired-grace": {"task": "streams.retire_expired_grace", "schedule": 3600.0},
+    # The refused requests' headers and body excerpts live a day (streams.refused).
+    "prune-refused-requests": {"task": "streams.prune_refused_requests", "schedule": 600.0},
     # Deleted sources: their rows go in bounded steps; this pass resumes any a lost task left.
     "purge-deleted-sources": {"task": "streams.purge_deleted_sources", "schedule": 60.0},
     # Adobe's validation URLs expire 5 minutes after they arrive.
@@ -334,8 +337,13 @@ STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns about a missing one; files come from the finders
 STATICFILES_DIRS = [SITE_FILES_DIR / "static"]
-# Served from the apps' static folders by WhiteNoise, with DEBUG off too and no collectstatic step.
+# Served from the apps' static folders by WhiteNoise, with DEBUG off too and no collectstatic step;
+# versioned names (cached for good) and gzip copies are made at start-up (fluxo/static_files.py).
 WHITENOISE_USE_FINDERS = True
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "fluxo.static_files.VersionedStorage"},
+}
 WHITENOISE_AUTOREFRESH = DEBUG
 
 LANGUAGE_CODE = "en-us"

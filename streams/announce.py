@@ -28,7 +28,13 @@ BATCH_CHANNEL = "fluxo:batches"
 REJECTION_REASONS = ("auth", "signature", "malformed", "too_large")
 _TIMEOUT = 0.1
 _PAUSE_AFTER_FAILURE = 5.0
-_KEEP_REJECTIONS = 50
+# The last refused requests of a source, with their redacted headers and body excerpts (streams.refused):
+# at most this many, for at most this long. A list per source, LTRIMmed on every push: one round trip
+# whatever a sender floods us with, and bounded memory (20 entries of at most about 50 KB per source); never a database
+# write an unauthenticated sender could cause. The key expires a day after its last push, each entry is
+# hidden once a day old, and the beat's prune_refused_requests drops those.
+KEEP_REJECTIONS = 20
+REJECTIONS_TTL = timedelta(hours=24)
 
 _client = None
 _client_lock = threading.Lock()
@@ -102,15 +108,18 @@ def batch_committed(stored, received_at, duplicates_by_source, foreign_by_source
     _run("announce a batch", build)
 
 
-def request_refused(source_id, reason, status, detail, now):
-    """Count a refused request (auth, signature, malformed, too_large) and keep it for the setup page."""
-    entry = orjson.dumps({"at": now.isoformat(), "reason": reason, "status": status, "detail": detail})
+def request_refused(source_id, reason, status, detail, now, request=None):
+    """Count a refused request (auth, signature, malformed, too_large) and keep it for the setup page,
+    with ``request``, what streams.refused.describe() kept of it (redacted, bounded), when given."""
+    entry = {"at": now.isoformat(), "ts": now.timestamp(), "reason": reason, "status": status, "detail": detail}
+    entry = orjson.dumps({**(request or {}), **entry})
     logs.note(source=source_id)
 
     def build(pipe):
         pipe.hincrby(counters_key(source_id), f"rejected_{reason}", 1)
         pipe.lpush(rejections_key(source_id), entry)
-        pipe.ltrim(rejections_key(source_id), 0, _KEEP_REJECTIONS - 1)
+        pipe.ltrim(rejections_key(source_id), 0, KEEP_REJECTIONS - 1)
+        pipe.expire(rejections_key(source_id), int(REJECTIONS_TTL.total_seconds()))
         _count_hourly(pipe, f"source:{source_id}", "refused", now)
 
     _run("count a refused request", build)
@@ -206,11 +215,47 @@ def counters(source_id):
     return {k.decode(): (v.decode() if k == b"last_event_at" else int(v)) for k, v in raw.items()}
 
 
-def recent_rejections(source_id, limit=_KEEP_REJECTIONS):
+def recent_rejections(source_id, limit=KEEP_REJECTIONS, now=None):
+    """The source's last refused requests of the past REJECTIONS_TTL, newest first (empty when Redis is
+    unreachable). Each has at, reason, status, detail, and (since it was kept) what streams.refused kept."""
+    since = (now or datetime.now(UTC)) - REJECTIONS_TTL
     try:
-        return [orjson.loads(item) for item in client().lrange(rejections_key(source_id), 0, limit - 1)]
+        raw = client().lrange(rejections_key(source_id), 0, limit - 1)
     except (redis.RedisError, OSError):
         return []
+    entries = (orjson.loads(item) for item in raw)
+    return [entry for entry in entries if _entry_time(entry) >= since]
+
+
+def _entry_time(entry):
+    if "ts" in entry:
+        return datetime.fromtimestamp(entry["ts"], UTC)
+    return datetime.fromisoformat(entry["at"])  # an entry kept before "ts" was
+
+
+# From the tail (the oldest end): a push meanwhile only adds at the head, so nothing newer is dropped.
+_PRUNE_SCRIPT = """
+local dropped = 0
+while true do
+  local oldest = redis.call('LINDEX', KEYS[1], -1)
+  if not oldest then break end
+  local ok, entry = pcall(cjson.decode, oldest)
+  if ok and type(entry) == 'table' and tonumber(entry['ts']) and tonumber(entry['ts']) >= tonumber(ARGV[1]) then
+    break
+  end
+  redis.call('RPOP', KEYS[1])
+  dropped = dropped + 1
+end
+return dropped
+"""
+
+
+def prune_rejections(now=None):
+    """Drop the refused requests older than REJECTIONS_TTL from every source's list; returns how many."""
+    cutoff = ((now or datetime.now(UTC)) - REJECTIONS_TTL).timestamp()
+    redis_client = client()
+    prune = redis_client.register_script(_PRUNE_SCRIPT)
+    return sum(prune(keys=[key], args=[cutoff]) for key in redis_client.scan_iter(rejections_key("*"), count=500))
 
 
 def publish(channel, message):

@@ -419,6 +419,8 @@ class ForeignMunchkin(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["source", "munchkin_id"], name="streams_foreign_munchkin_unique"),
         ]
+        verbose_name = "foreign Munchkin ID"
+        verbose_name_plural = "foreign Munchkin IDs"
 
     def __str__(self):
         return f"{self.munchkin_id} via {self.source}"
@@ -463,6 +465,8 @@ class ApiToken(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = "API token"
+        verbose_name_plural = "API tokens"
 
     def __str__(self):
         return f"{self.user} {self.prefix}…"
@@ -566,6 +570,7 @@ class AdobeRegistration(models.Model):
 
     class Meta:
         ordering = ["name"]
+        verbose_name = "Adobe registration"
 
     def __str__(self):
         return self.name

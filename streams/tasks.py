@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from streams import archive, auth, deletion, journal, partitions, registration_health, retention, validation
+from streams import announce, archive, auth, deletion, journal, partitions, registration_health, retention, validation
 from streams.models import JournalCursor
 
 
@@ -25,6 +25,12 @@ def archive_events():
 @shared_task(name="streams.open_validation_urls", soft_time_limit=50, time_limit=60)
 def open_validation_urls():
     return validation.open_pending()
+
+
+@shared_task(name="streams.prune_refused_requests", soft_time_limit=50, time_limit=60)
+def prune_refused_requests():
+    """Drop the kept refused requests (headers, body excerpts) once a day old."""
+    return announce.prune_rejections()
 
 
 @shared_task(name="streams.retire_expired_grace", soft_time_limit=50, time_limit=60)

@@ -187,6 +187,18 @@ def test_a_threshold_fires_above_n_in_the_window_and_resolves_when_the_window_pa
     assert [e.kind for e in alert.timeline.all()] == ["firing", "resolved"]
 
 
+def test_a_threshold_summary_counts_in_the_singular_and_the_plural(client, source, api_token):
+    rule = from_preset("bounce-surge", threshold=0, window_minutes=1)
+    legacy_push(client, source, api_token, [activity(BOUNCE)])
+    evaluate.evaluate()
+    alert = Alert.objects.get(rule=rule)
+    assert "1 matching event in 1 minute" in alert.summary
+    legacy_push(client, source, api_token, [activity(BOUNCE)])
+    evaluate.evaluate()
+    alert.refresh_from_db()
+    assert "2 matching events in 1 minute" in alert.summary
+
+
 def test_a_threshold_that_clears_before_its_message_went_out_sends_nothing(client, source, api_token, slack):
     from_preset("bounce-surge", threshold=1, destinations=[slack], group_wait_seconds=30)
     legacy_push(client, source, api_token, [activity(BOUNCE), activity(BOUNCE)])

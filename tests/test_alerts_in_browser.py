@@ -55,6 +55,7 @@ def site(tmp_path_factory):
         with daphne(env) as base:
             push(base, source, {"activityTypeId": 37, "activityType": "Delete Lead", "primaryAttributeValue": EVIL})
             push(base, source, {"activityTypeId": 1, "activityType": "Visit Webpage", "primaryAttributeValue": "/"})
+            refuse(base, source)
             yield {"env": env, "base": base, "source": source}
     finally:
         stop_embedded_redis(var_dir)
@@ -63,6 +64,14 @@ def site(tmp_path_factory):
 
 
 _guids = iter(range(10**6))
+
+
+def refuse(base, source):
+    """A push with a wrong token and a long body: the superuser's refused-requests page has one to show."""
+    body = json.dumps({"munchkinId": "123-ABC-456", "activities": [], "note": "z" * 6000 + EVIL}).encode()
+    url = base + source["endpoints"]["legacy_push"] + "?token=not-it&page=1"
+    status, _, _ = http("POST", url, body, {"Authorization": "Bearer not-it", "Content-Type": "application/json"})
+    assert status == 401
 
 
 def push(base, source, *activities):
@@ -294,7 +303,8 @@ def page_paths(site):
     source_id = site["source"]["id"]
     return {
         "overview": "/", "leads": "/leads/", "lead": f"/leads/{source_id}/7/", "audit": "/audit/",
-        "notifications": "/notifications/", "setup": "/setup/", "alerts": "/alerts/",
+        "notifications": "/notifications/", "setup": "/setup/", "refused": f"/setup/{source_id}/refused/",
+        "alerts": "/alerts/",
         "alert": f"/alerts/{alert_id}/", "rules": "/alerts/rules/", "rule": f"/alerts/rules/{rule_id}/",
         "rule-new": "/alerts/rules/new/?preset=delete-lead", "silences": "/alerts/silences/",
         "destinations": "/alerts/destinations/", "destination-new": "/alerts/destinations/new/",

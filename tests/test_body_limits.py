@@ -20,7 +20,7 @@ import orjson
 import pytest
 import redis
 
-from streams.announce import counters_key
+from streams.announce import counters_key, rejections_key
 from tests.ingest import activity
 from tests.processes import ROOT, bare_env, free_port, manage, stop_embedded_redis, wait_for
 
@@ -178,6 +178,11 @@ def test_a_refusal_on_a_source_url_is_counted_for_that_source(server):
     # At least one more: the module's earlier refusals on this source are counted asynchronously too,
     # and one may land after ``before`` was read.
     wait_for(lambda: int(counters.hget(key, "rejected_too_large") or 0) >= before + 1, timeout=20)
+    # Kept for the source's refused requests: the headers with the token redacted, the body never read.
+    newest = orjson.loads(counters.lindex(rejections_key(server.source["id"]), 0))
+    assert ["Authorization", "Bearer [redacted]"] in newest["headers"]
+    assert server.source["api_token"] not in json.dumps(newest)
+    assert (newest["status"], newest["body"]) == (413, None)
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])

@@ -23,6 +23,7 @@ EXPECTED = {
     "streams.prune_events": "maintenance",
     "streams.open_validation_urls": "maintenance",
     "streams.retire_expired_grace": "maintenance",
+    "streams.prune_refused_requests": "maintenance",
     "streams.maintain_partitions": "maintenance",
     "streams.archive_events": "maintenance",
     "streams.delete_source": "maintenance",

@@ -1,8 +1,10 @@
 """The web process as an operator runs it: daphne, DEBUG off, only SECRET_KEY and ALLOWED_HOSTS set."""
 
 import contextlib
+import gzip
 import json
 import os
+import re
 import socket
 import sqlite3
 
@@ -54,6 +56,13 @@ def test_a_bare_web_process_serves_endpoints_pages_and_static_files(var_dir):
         assert http("GET", base + "/admin/login/")[0] == 200
         status, _, css = http("GET", base + "/static/css/fluxo.css")
         assert status == 200 and b"--accent" in css
+        # Versioned names cached for good, and gzip, with no collectstatic run: STATIC_ROOT stays empty.
+        status, _, login = http("GET", base + "/accounts/login/")
+        versioned_css = re.search(rb"/static/css/fluxo\.[0-9a-f]{12}\.css", login).group().decode()
+        status, headers, gzipped = http("GET", base + versioned_css, headers={"Accept-Encoding": "gzip"})
+        assert (status, headers["Content-Encoding"]) == (200, "gzip")
+        assert "immutable" in headers["Cache-Control"] and gzip.decompress(gzipped) == css
+        assert not any((var_dir / "static").iterdir())
         assert http("GET", base + "/static/admin/css/base.css")[0] == 200
         status, _, page = http("GET", base + "/")  # urllib follows the redirect to the login page
         assert status == 200 and b"Log in" in page
