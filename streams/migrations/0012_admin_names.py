@@ -5,7 +5,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("streams", "0010_adobe_journal"),
+        ("streams", "0011_batch_first_event"),
     ]
 
     operations = [
