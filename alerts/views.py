@@ -130,7 +130,7 @@ def samples_of(alert, user):
     """The alert's sample events as rows, each with a link to its lead's timeline when one is known."""
     samples = [s for s in alert.samples or [] if isinstance(s, dict)]
     ids = [s["id"] for s in samples if isinstance(s.get("id"), int)]
-    source_of = dict(Event.objects.filter(id__in=ids).values_list("id", "source_id")) if ids else {}
+    source_of = dict(_sample_events(samples, ids).values_list("id", "source_id")) if ids else {}
     visible = set(visible_sources(user).values_list("id", flat=True))
     rows = []
     for sample in samples:
@@ -147,6 +147,16 @@ def samples_of(alert, user):
             }
         )
     return rows
+
+
+def _sample_events(samples, ids):
+    """The stored events of these samples, bounded by the times they were received when every one
+    says (a sample keeps its event's), so that PostgreSQL reads only the partitions that hold them."""
+    events = Event.objects.filter(id__in=ids)
+    times = [_time(s.get("received_at")) for s in samples if isinstance(s.get("id"), int)]
+    if all(t is not None and t.tzinfo is not None for t in times):
+        events = events.filter(received_at__gte=min(times), received_at__lte=max(times))
+    return events
 
 
 def _time(text):

@@ -13,6 +13,7 @@ Three partitioned tables:
 Each table has a DEFAULT partition, so that a missing partition never costs an event: a row for a range
 without a partition lands there, and ``maintain()`` (the beat, every few minutes) creates that range's
 partition and moves the rows into it, logging a warning. ``state()`` reports it for stream health.
+The beat also analyses the partitions being filled (``analyze_filling``): a new one has no statistics.
 
 Creating a partition takes a SHARE UPDATE EXCLUSIVE lock on the parent (CREATE TABLE … LIKE, then
 ATTACH), which concurrent inserts do not wait for; only the DEFAULT partition is locked exclusively
