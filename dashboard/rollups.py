@@ -319,7 +319,7 @@ def _learn_people(cursor, batch_ids):
     audit_batches = [row[0] for row in cursor.fetchall()]
     if audit_batches:
         ids = audit_batches if connection.vendor == "postgresql" else _json_list(audit_batches)
-        # Their received times name the partitions to read (else every partition's batch index is).
+        # Their received times bound the read to their partitions (else every partition's index is probed).
         window = [connection.ops.adapt_datetimefield_value(t) for t in received_window(audit_batches)]
         cursor.execute(_LEARN_PEOPLE[connection.vendor], [ids, *window])
 
