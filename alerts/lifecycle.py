@@ -163,9 +163,12 @@ def _campaign(event):
 def _quota_percent(event):
     """The percent a web-service quota notification carries (in its details, which rules do not read)."""
 
-    details = (
-        Event.objects.filter(id=event.get("id")).values_list("details", flat=True).first() if event.get("id") else None
-    )
+    details = None
+    if event.get("id"):
+        found = Event.objects.filter(id=event.get("id"))
+        if event.get("received_at"):
+            found = found.filter(received_at=event.get("received_at"))  # the one partition that holds it
+        details = found.values_list("details", flat=True).first()
     try:
         found = orjson.loads(details) if details else {}
         action = found.get("eventAction", found) if isinstance(found, dict) else {}

@@ -159,7 +159,7 @@ def _sources_of_sampled(samples):
     if not sampled:
         return {}
     events = Event.objects.filter(id__in=[event_id for event_id, _at in sampled])
-    times = [at for _id, at in sampled if at is not None]
+    times = [at for _id, at in sampled if at is not None and at.tzinfo is not None]
     if len(times) == len(sampled):
         events = events.filter(received_at__gte=min(times), received_at__lte=max(times))
     return dict(events.values_list("id", "source_id"))

@@ -76,5 +76,5 @@ def latest(source_ids, limit=50):
 
 def of_batches(batch_ids, source_id, limit):
     """A bounded sample (the newest) of what these batches stored for one source, newest first."""
-    rows = Event.objects.filter(batch_id__in=batch_ids, source_id=source_id).order_by("-id").values(*FIELDS)
+    rows = Event.objects.of_batches(batch_ids).filter(source_id=source_id).order_by("-id").values(*FIELDS)
     return [item(row) for row in rows[:limit]]

@@ -148,7 +148,7 @@ def recent_lags(source_id, now):
 
 def lags_of_batches(batch_ids, source_id):
     """The same for what these batches stored for one source (a delta's share of the sample)."""
-    rows = Event.objects.filter(batch_id__in=batch_ids, source_id=source_id, occurred_at__isnull=False)
+    rows = Event.objects.of_batches(batch_ids).filter(source_id=source_id, occurred_at__isnull=False)
     return _lags(rows.order_by("-id"))
 
 

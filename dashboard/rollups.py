@@ -56,6 +56,7 @@ from django.utils import timezone
 
 from dashboard.models import NO_TYPE_ID
 from dashboard.ranges import MINUTE_HISTORY
+from streams.models import received_window
 
 log = logging.getLogger(__name__)
 
@@ -117,14 +118,16 @@ _LEARN_PEOPLE = {
     "postgresql": (
         "INSERT INTO dashboard_auditperson (source_id, user_numeric, user_email) "
         "SELECT DISTINCT ON (source_id, user_numeric) source_id, user_numeric, user_email FROM streams_event "
-        "WHERE batch_id = ANY(%s) AND stream = 'audit' AND user_numeric <> '' AND user_email <> '' "
+        "WHERE batch_id = ANY(%s) AND received_at >= %s AND received_at <= %s "
+        "AND stream = 'audit' AND user_numeric <> '' AND user_email <> '' "
         "ORDER BY source_id, user_numeric, id DESC "
         "ON CONFLICT (source_id, user_numeric) DO UPDATE SET user_email = EXCLUDED.user_email"
     ),
     "sqlite": (
         "INSERT INTO dashboard_auditperson (source_id, user_numeric, user_email) "
         "SELECT source_id, user_numeric, user_email FROM streams_event "
-        "WHERE batch_id IN (SELECT value FROM json_each(%s)) AND stream = 'audit' "
+        "WHERE batch_id IN (SELECT value FROM json_each(%s)) AND received_at >= %s AND received_at <= %s "
+        "AND stream = 'audit' "
         "AND user_numeric <> '' AND user_email <> '' ORDER BY id "
         "ON CONFLICT (source_id, user_numeric) DO UPDATE SET user_email = excluded.user_email"
     ),
@@ -316,7 +319,9 @@ def _learn_people(cursor, batch_ids):
     audit_batches = [row[0] for row in cursor.fetchall()]
     if audit_batches:
         ids = audit_batches if connection.vendor == "postgresql" else _json_list(audit_batches)
-        cursor.execute(_LEARN_PEOPLE[connection.vendor], [ids])
+        # Their received times bound the read to their partitions (else every partition's index is probed).
+        window = [connection.ops.adapt_datetimefield_value(t) for t in received_window(audit_batches)]
+        cursor.execute(_LEARN_PEOPLE[connection.vendor], [ids, *window])
 
 
 def _advance_floor(cursor, floor, settled_through):

@@ -81,5 +81,5 @@ def latest(source_ids, tail_filter, limit=LIMIT, window=None):
 
 def of_batches(batch_ids, source_id, tail_filter, limit):
     """The newest matching rows these batches stored for one source, newest first."""
-    rows = tail_filter.apply(Event.objects.filter(batch_id__in=batch_ids, source_id=source_id)).order_by("-id")
+    rows = tail_filter.apply(Event.objects.of_batches(batch_ids).filter(source_id=source_id)).order_by("-id")
     return [feed.item(row) for row in rows.values(*feed.FIELDS)[:limit]]

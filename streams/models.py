@@ -303,16 +303,23 @@ class Batch(models.Model):
         return f"batch #{self.pk} ({self.protocol}, {self.accepted} new)"
 
 
+def received_window(batch_ids):
+    """(first, last) received time of these batches, or (None, None) when none of them exists. An
+    event has its batch's received time, so this bounds the events they stored: on PostgreSQL, a read
+    that names it looks only into the partitions that can hold them, not into every one's index."""
+    found = Batch.objects.filter(id__in=batch_ids).aggregate(
+        first=models.Min("received_at"), last=models.Max("received_at")
+    )
+    return found["first"], found["last"]
+
+
 class EventQuerySet(models.QuerySet):
     def of_batches(self, batch_ids):
-        """The events these batches stored, bounded by the batches' received times (an event has its
-        batch's), so that PostgreSQL looks only into the partitions that can hold them."""
-        window = Batch.objects.filter(id__in=batch_ids).aggregate(
-            first=models.Min("received_at"), last=models.Max("received_at")
-        )
-        if window["first"] is None:
+        """The events these batches stored, bounded by the batches' received times (received_window)."""
+        first, last = received_window(batch_ids)
+        if first is None:
             return self.none()
-        return self.filter(batch_id__in=batch_ids, received_at__gte=window["first"], received_at__lte=window["last"])
+        return self.filter(batch_id__in=batch_ids, received_at__gte=first, received_at__lte=last)
 
 
 class Event(models.Model):

@@ -13,6 +13,7 @@ Three partitioned tables:
 Each table has a DEFAULT partition, so that a missing partition never costs an event: a row for a range
 without a partition lands there, and ``maintain()`` (the beat, every few minutes) creates that range's
 partition and moves the rows into it, logging a warning. ``state()`` reports it for stream health.
+The beat also analyses the partitions being filled (``analyze_filling``): a new one has no statistics.
 
 Creating a partition takes a SHARE UPDATE EXCLUSIVE lock on the parent (CREATE TABLE … LIKE, then
 ATTACH), which concurrent inserts do not wait for; only the DEFAULT partition is locked exclusively
@@ -327,12 +328,72 @@ def _default_has_rows(table):
         return cursor.fetchone()[0]
 
 
+# --- Statistics of the partitions being filled -----------------------------------------------------------
+
+# A partition is created empty and fills within minutes; until its first ANALYZE the planner has no
+# statistics for it and picks bad plans (the lead timeline 213 ms instead of 9 ms, BENCHMARKS.md), and
+# autovacuum may come to it late. So the beat analyses the current partition once it has rows and is
+# not analysed yet, again each time it has doubled since (a few times a day), and the previous one
+# once more after its interval ended. ANALYZE reads a fixed sample (300 x default_statistics_target
+# rows), so each costs about the same however large the partition.
+_ANALYZED = (
+    "SELECT c.reltuples, s.n_mod_since_analyze, GREATEST(s.last_analyze, s.last_autoanalyze) "
+    "FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = to_regclass(%s)"
+)
+GROWN_MIN = 1000  # rows changed since the last ANALYZE below which a partition is never re-analysed
+
+
+def analyze_filling(now=None):
+    """ANALYZE the current and previous partitions of the event tables where they need it
+    (``_needs_analyze``); returns the names analysed. One that is locked (a DETACH, a move) is left
+    for the next run."""
+    now = now or datetime.now(UTC)
+    current = floor(now)
+    analysed = []
+    for table in EVENT_TABLES:
+        for partition in partitions(table):
+            if partition.low in (current, current - interval()) and _needs_analyze(partition, now):
+                analysed += _analyze(partition.name)
+    return analysed
+
+
+def _needs_analyze(partition, now):
+    """Never analysed and holding a row; analysed, but changed since by at least as many rows as it
+    held then; or, once its interval has ended, changed since its last ANALYZE before that end."""
+    with connection.cursor() as cursor:
+        cursor.execute(_ANALYZED, [partition.name])
+        found = cursor.fetchone()
+        if found is None:
+            return False
+        reltuples, changed, analysed_at = found
+        if analysed_at is None:
+            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {partition.name})")
+            return cursor.fetchone()[0]
+    if changed >= max(reltuples, GROWN_MIN):
+        return True
+    return partition.high <= now and analysed_at < partition.high and changed > 0
+
+
+def _analyze(name):
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            cursor.execute(f"ANALYZE {name}")
+    except DatabaseError as exc:
+        log.warning("partition %s not analysed this time (%s): next run", name, exc.__class__.__name__)
+        return []
+    log.info("partition %s analysed", name)
+    return [name]
+
+
 def maintain(now=None):
-    """The beat's job: partitions ahead, rows in DEFAULT partitions adopted (with a warning)."""
+    """The beat's job: partitions ahead, rows in DEFAULT partitions adopted (with a warning), and
+    the statistics of the partitions being filled kept (analyze_filling)."""
     if not enabled():
         return {"partitioned": False}
     created = ensure_ahead(now) + adopt_defaults(now)
+    analysed = analyze_filling(now)
     report = state(now)
     if any(report["in_default"].values()):
         log.warning("rows wait in a DEFAULT partition: %s", report["in_default"])
-    return {**report, "created": created}
+    return {**report, "created": created, "analysed": analysed}

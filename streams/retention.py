@@ -80,13 +80,18 @@ def _delete_before(tables, cutoff, chunk, max_chunks, source_id=None, only_empty
 
 def _delete_chunk(table, cutoff, chunk, only_empty=False, source_id=None):
     """One short transaction, so ingest is never blocked for long; what is left goes on the next run."""
-    empty = " AND NOT EXISTS (SELECT 1 FROM streams_event e WHERE e.batch_id = t.id)" if only_empty else ""
+    # A batch's events have its received time: said twice (equal, and before the cutoff, which the
+    # planner does not infer), PostgreSQL looks only into the partitions older than the cutoff.
+    empty = (
+        " AND NOT EXISTS (SELECT 1 FROM streams_event e WHERE e.batch_id = t.id "
+        "AND e.received_at = t.received_at AND e.received_at < %s)"
+    )
     of_source = " AND t.source_id = %s" if source_id is not None else ""
     sql = (
         f"DELETE FROM {table} WHERE id IN (SELECT t.id FROM {table} t "
-        f"WHERE t.received_at < %s{of_source}{empty} ORDER BY t.id LIMIT %s)"
+        f"WHERE t.received_at < %s{of_source}{empty if only_empty else ''} ORDER BY t.id LIMIT %s)"
     )
-    params = [cutoff, *([source_id] if source_id is not None else []), chunk]
+    params = [cutoff, *([source_id] if source_id is not None else []), *([cutoff] if only_empty else []), chunk]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount

@@ -5,6 +5,9 @@ import uuid
 
 import orjson
 
+from streams import wire
+from streams.store import store
+
 _guids = itertools.count(1)
 NOTIFICATION = "com.adobe.platform.marketo.notification."
 
@@ -68,3 +71,11 @@ def io_post(client, source, signed_headers, elements):
     )
     assert response.status_code == 200, response.content
     return response.json()
+
+
+def store_at(source, received_at, activities=(), elements=()):
+    """Store legacy activities and I/O elements as one request received at ``received_at`` (the
+    receivers stamp the present): the Stored, as streams.store.store answers."""
+    rows = [wire.normalise_legacy(a, source.munchkin_id) for a in activities]
+    rows += [wire.normalise_io(e) for e in elements]
+    return store(rows, source, "legacy" if activities else "io", received_at)

@@ -19,6 +19,7 @@ from dashboard.models import MinuteCount
 from streams import partitions, retention, wire
 from streams.models import Batch, Event, EventKey
 from streams.store import store
+from tests.partitioned import day, past_partitions
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -58,26 +59,6 @@ def partition_of(event_id):
         return cursor.fetchone()[0]
 
 
-def day(offset, base=None):
-    base = partitions.floor(base or timezone.now())
-    return base + timedelta(days=offset)
-
-
-def past_partitions(days):
-    """As a long-running installation has them: a partition per past day (the test database's first
-    partition, the empty table the migration kept, covers all of the past until now)."""
-    legacy = [p for p in partitions.partitions("streams_event") if p.low is None]
-    for table in partitions.EVENT_TABLES:
-        with connection.cursor() as cursor:
-            if legacy:
-                cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {table}_legacy)")
-                assert cursor.fetchone()[0] is False
-                cursor.execute(f"ALTER TABLE {table} DETACH PARTITION {table}_legacy")
-                cursor.execute(f"DROP TABLE {table}_legacy")
-        for n in range(-days, 1):
-            partitions._ensure(table, day(n), day(n + 1))
-
-
 # --- Partitions ahead, and on demand -------------------------------------------------------------------
 
 
@@ -100,6 +81,28 @@ def test_the_beat_creates_partitions_ahead_once(settings):
     assert partitions.partition_name("streams_eventkey", (later + timedelta(days=7)).date()) in created
     assert partitions.maintain(later)["created"] == []  # idempotent
     assert partitions.state(later)["ahead"] >= partitions.AHEAD
+
+
+def analysed_at(name):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT GREATEST(last_analyze, last_autoanalyze) FROM pg_stat_user_tables WHERE relname = %s", [name]
+        )
+        return cursor.fetchone()[0]
+
+
+def test_the_beat_analyses_the_partitions_being_filled_once_they_have_rows(source):
+    past_partitions(1)
+    store(legacy_rows("g-yesterday"), source, "legacy", day(0) - timedelta(hours=1))
+    store(legacy_rows("g-today"), source, "legacy", timezone.now())
+    filled = {partitions.partition_name(t, d) for t in partitions.EVENT_TABLES for d in (day(-1), day(0))}
+    assert {name: analysed_at(name) for name in filled} == dict.fromkeys(filled)
+    assert set(partitions.maintain()["analysed"]) == filled
+    assert all(analysed_at(name) is not None for name in filled)
+    empty = partitions.partition_name("streams_event", day(1))
+    assert analysed_at(empty) is None  # created ahead, nothing to sample yet
+    # Analysed now, after yesterday ended: neither is again until it has changed enough.
+    assert partitions.maintain()["analysed"] == []
 
 
 def test_an_event_for_a_range_without_a_partition_is_kept_and_moved_into_one_later(source, caplog):
