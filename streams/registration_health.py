@@ -30,6 +30,16 @@ SILENT_AT_RISK = timedelta(minutes=30)
 SILENT_PROBABLY_OFF = timedelta(hours=24)
 ADOBE_STATE_FRESH = timedelta(hours=1)
 WEBHOOK_PROTOCOLS = ("io",)
+# Adobe's registration API (getRegistrationById): its API reference (AdobeDocs/adobe-io-events,
+# static/events-api-reference.yaml, RegistrationHalModel) documents ``enabled`` as a boolean ("Indicates if
+# the registration is enabled or disabled") and ``webhook_status`` only as a string ("Status of the event
+# registration"), with no list of values. The values below are those Adobe's own SDK tests use
+# (adobe/aio-lib-events test/mock.js: "verified"; "hook_unreachable" with enabled false), lower case; the
+# Console's words (Active, Unstable, Disabled) are accepted too, in any case. ``enabled`` false is the one
+# documented sign of Disabled; "hook_unreachable" while still enabled is read as Unstable (an inference).
+ADOBE_ACTIVE_STATUSES = {"verified", "active"}
+ADOBE_UNSTABLE_STATUSES = {"hook_unreachable", "unstable"}
+ADOBE_DISABLED_STATUSES = {"disabled"}
 ADOBE_MIN_ATTEMPTS, ADOBE_FAILED_SHARE = 10, 0.8
 AT_RISK_FAILED_SHARE = 0.2  # Adobe calls a registration active while at least 20 % of attempts succeed
 AT_RISK_REDELIVERIES = 10
@@ -77,6 +87,8 @@ def estimate(registration, now=None):
     now = now or timezone.now()
     reported = _reported(registration, now)
     seen = _seen(registration, now)
+    if reported and reported.level == UNKNOWN:
+        return Health(seen.level, reported.reasons + seen.reasons)
     if reported and reported.level != ACTIVE:
         return Health(reported.level, reported.reasons + seen.reasons)
     if reported and seen.level in (AT_RISK, PROBABLY_OFF):
@@ -88,13 +100,17 @@ def _reported(registration, now):
     checked = registration.adobe_checked_at
     if checked is None or now - checked > ADOBE_STATE_FRESH or registration.adobe_enabled is None:
         return None
-    status = registration.adobe_webhook_status.upper()
+    status = registration.adobe_webhook_status.strip().lower()
     when = f"(Adobe, {checked:%H:%M} UTC)"
-    if registration.adobe_enabled is False or status == "DISABLED":
-        return Health(DISABLED, [f"disabled {when}"])
-    if status == "UNSTABLE":
-        return Health(UNSTABLE, [f"unstable {when}"])
-    return Health(ACTIVE, [f"{status.lower() or 'enabled'} {when}"])
+    shown = f"webhook_status {status!r}" if status else "no webhook_status"
+    if registration.adobe_enabled is False or status in ADOBE_DISABLED_STATUSES:
+        return Health(DISABLED, [f"disabled, {shown} {when}"])
+    if status in ADOBE_UNSTABLE_STATUSES:
+        return Health(UNSTABLE, [f"unstable, {shown} {when}"])
+    if status and status not in ADOBE_ACTIVE_STATUSES:
+        # A value nobody has documented: say what Adobe answered, and let what Fluxo saw decide.
+        return Health(UNKNOWN, [f"enabled, {shown} (not a value Fluxo knows) {when}"])
+    return Health(ACTIVE, [f"enabled, {shown} {when}"])
 
 
 def _seen(registration, now):

@@ -297,7 +297,7 @@ def test_adobe_registration_state_is_polled_and_a_disabled_one_is_reported(regis
     registration_health.poll_adobe_states()
 
     registration.refresh_from_db()
-    assert (registration.adobe_webhook_status, registration.adobe_enabled) == ("DISABLED", False)
+    assert (registration.adobe_webhook_status, registration.adobe_enabled) == ("hook_unreachable", False)
     health = registration_health.estimate(registration)
     assert health.level == "disabled" and "re-enable it in the Adobe Developer Console" in health.advice
 

@@ -138,7 +138,7 @@ def test_a_simulated_day_of_outage_comes_back_from_the_journal_each_event_once(w
     assert 0 < by_webhook < EVENTS
 
     health = state(live)
-    assert (health["status"], health["level"]) == ("DISABLED", "disabled")
+    assert (health["status"], health["level"]) == ("hook_unreachable", "disabled")
     assert "re-enable it in the Adobe Developer Console" in health["advice"]
 
     # A backfill process killed mid-run: what it committed stays, once.

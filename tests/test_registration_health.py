@@ -76,3 +76,39 @@ def test_the_setup_page_lists_the_hours_fluxo_answered_errors(client, source, re
 
     section = page.split("Hours with error answers")[1]
     assert "<td>1</td><td>0</td>" in section  # one refused, no 503
+
+
+def reported(registration, status, enabled):
+    from django.utils import timezone
+
+    registration.adobe_webhook_status, registration.adobe_enabled = status, enabled
+    registration.adobe_checked_at = timezone.now()
+    registration.save()
+    return registration_health.estimate(registration)
+
+
+@pytest.mark.parametrize(
+    ("status", "enabled", "level"),
+    [
+        ("verified", True, "active"),
+        ("hook_unreachable", True, "unstable"),
+        ("hook_unreachable", False, "disabled"),
+        ("verified", False, "disabled"),  # enabled false is Disabled whatever the status
+        ("UNSTABLE", True, "unstable"),  # the Console's words, in any case
+    ],
+)
+def test_adobes_documented_registration_shapes_are_read(registration, status, enabled, level):
+    health = reported(registration, status, enabled)
+    assert health.level == level
+    assert f"webhook_status {status.lower()!r}" in health.reasons[0]
+
+
+def test_a_webhook_status_nobody_documented_is_shown_and_what_fluxo_saw_decides(
+    client, source, registration, key_server, signed_headers
+):
+    io_post(client, source, signed_headers, elements(source, 2, 80))
+
+    health = reported(registration, "pending_review", True)
+
+    assert health.level == "active"
+    assert "webhook_status 'pending_review' (not a value Fluxo knows)" in health.reasons[0]
