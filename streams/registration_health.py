@@ -18,7 +18,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from streams import announce, journal
+from streams import announce, journal, uptime
 from streams.models import AdobeRegistration, Batch, Event, JournalCursor
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,9 @@ ADOBE_MIN_ATTEMPTS, ADOBE_FAILED_SHARE = 10, 0.8
 AT_RISK_FAILED_SHARE = 0.2  # Adobe calls a registration active while at least 20 % of attempts succeed
 AT_RISK_REDELIVERIES = 10
 RETENTION = timedelta(days=7)
+# Adobe's retry schedule (reference 3.5): after the first attempt, 1, 2, 4, 8, then every 15 minutes.
+RETRY_OFFSETS_MIN = (0, 1, 3, 7, 15)
+RETRY_EVERY_MIN = 15
 GAP_MIN = timedelta(minutes=10)
 
 ADVICE = {
@@ -116,12 +119,16 @@ def _reported(registration, now):
 def _seen(registration, now):
     last = _last_webhook_batch(registration)
     failed, succeeded, redelivered = _answers_last_day(registration, now)
-    attempts = failed + succeeded
+    down = _while_down(registration, now)
+    unseen = sum(n for _start, _end, n in down)
+    attempts = failed + unseen + succeeded
     if last is None and not failed:
         return Health(UNKNOWN, ["no webhook delivery yet"])
     reasons = [f"last webhook delivery {_ago(now - last)} ago" if last else "no webhook delivery stored"]
+    reasons += [_down_reason(start, end, n) for start, end, n in down]
     if failed:
         reasons.append(f"{failed} of {attempts} webhook requests in 24 h answered with an error (4xx or 503)")
+    failed += unseen
     if redelivered:
         reasons.append(f"{redelivered} deliveries in 24 h were Adobe's retries")
     # Adobe's rule, as far as Fluxo can see the attempts: at least 10 in 24 hours, 80 % of them failed.
@@ -140,6 +147,50 @@ def _seen(registration, now):
     if silence >= SILENT_AT_RISK and missed:  # a quiet Marketo alone is no risk: the journal says it is not quiet
         return Health(AT_RISK, reasons)
     return Health(ACTIVE, reasons)
+
+
+def _while_down(registration, now):
+    """[(start, end, Adobe's failed attempts then)] of the last 24 h in which no Fluxo process ran.
+
+    Fluxo saw none of those attempts. Their number is estimated from the source's usual webhook rate
+    (requests a minute over the last 7 days it was up) and Adobe's retry schedule: a delivery due at
+    minute t of an outage of D minutes is tried at each retry offset below D - t, all failing."""
+    week = uptime.down_spans(now - RETENTION, now)
+    down = [(max(start, now - timedelta(hours=24)), end) for start, end in week if end > now - timedelta(hours=24)]
+    if not down:
+        return []
+    sources = [registration.source_id, *registration.source.delivers_for.values_list("id", flat=True)]
+    first = (
+        Batch.objects.filter(source_id__in=sources, protocol__in=WEBHOOK_PROTOCOLS, received_at__gte=now - RETENTION)
+        .order_by("received_at")
+        .values_list("received_at", flat=True)
+        .first()
+    )
+    if first is None:
+        return [(start, end, 0) for start, end in down]
+    requests = Batch.objects.filter(source_id__in=sources, protocol__in=WEBHOOK_PROTOCOLS, received_at__gte=first)
+    up_minutes = (now - first).total_seconds() / 60 - sum(
+        (end - max(start, first)).total_seconds() / 60 for start, end in week if end > first
+    )
+    rate = requests.count() / max(up_minutes, 1.0)
+    return [(start, end, round(rate * _attempts_in(int((end - start).total_seconds() // 60)))) for start, end in down]
+
+
+def _attempts_in(minutes):
+    """Adobe's attempts at the deliveries due in each minute of an outage of ``minutes``, summed."""
+    total = 0
+    for left in range(1, minutes + 1):  # a delivery due with ``left`` minutes of outage still to go
+        early = sum(1 for offset in RETRY_OFFSETS_MIN if offset < left)
+        late = max(0, (left - RETRY_OFFSETS_MIN[-1] - 1) // RETRY_EVERY_MIN)
+        total += early + late
+    return total
+
+
+def _down_reason(start, end, unseen):
+    text = f"no Fluxo process ran from {start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC ({_ago(end - start)})"
+    if unseen:
+        return text + f": about {unseen} webhook attempts by Adobe failed then, unseen"
+    return text + ": any webhook delivery Adobe tried then failed, unseen"
 
 
 def _answers_last_day(registration, now):
