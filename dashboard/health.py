@@ -141,7 +141,9 @@ def counters_of(source_ids):
     unavailable = announce.unavailable_counts(list(keys.values()))
     archives = archive_states()
     return {
-        source_id: _with_archive(counter_values(announce.counters(source_id), unavailable.get(key, 0)), source_id, archives)
+        source_id: _with_archive(
+            counter_values(announce.counters(source_id), unavailable.get(key, 0)), source_id, archives
+        )
         for source_id, key in keys.items()
     }
 

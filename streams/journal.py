@@ -546,7 +546,9 @@ def lease_seconds():
 
 
 def is_stopped(registration_id):
-    return AdobeRegistration.objects.filter(pk=registration_id, journal_state=AdobeRegistration.Journal.STOPPED).exists()
+    return AdobeRegistration.objects.filter(
+        pk=registration_id, journal_state=AdobeRegistration.Journal.STOPPED
+    ).exists()
 
 
 def _take_lease(registration_id, owner):

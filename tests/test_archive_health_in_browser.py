@@ -71,5 +71,7 @@ def test_stream_health_shows_each_source_s_archive_ok_behind_or_failing(site, pa
     assert not page.errors
     screenshot(page, f"overview-archive-{'wide' if viewport is WIDE else '390'}")
     if viewport is PHONE:  # the table scrolls sideways at this width: its last column, as one scrolled there
-        page.evaluate("() => { const t = document.getElementById('health'); t.scrollLeft = t.parentElement.scrollLeft = 1e4; }")
+        page.evaluate(
+            "() => { const t = document.getElementById('health'); t.scrollLeft = t.parentElement.scrollLeft = 1e4; }"
+        )
         screenshot(page, "overview-archive-390-scrolled")

@@ -34,7 +34,9 @@ SOURCE, MUNCHKIN, CLIENT_ID = "weekend", "888-HHH-888", "fluxo-sandbox"
 SCALE = 3600.0  # a simulated hour per second: Adobe's 24 hours pass in 24 s
 EVENTS = 1600
 LEASE = 4  # seconds: the journal lease in these runs (FLUXO_JOURNAL_LEASE_SECONDS)
-JOURNAL_EVENTS = "select count(*) from streams_event where batch_id in (select id from streams_batch where protocol = 'journal')"
+JOURNAL_EVENTS = (
+    "select count(*) from streams_event where batch_id in (select id from streams_batch where protocol = 'journal')"
+)
 STATE = """
 import json
 from streams import registration_health, journal
