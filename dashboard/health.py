@@ -17,7 +17,9 @@ from django.db.models import Max
 
 from dashboard import rollups
 from dashboard.models import MinuteCount
+from fluxo.ttlcache import TTLCache
 from streams import announce, registration_health
+from streams import archive as event_archive
 from streams.models import Event, Source
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,8 @@ SILENT_AFTER = timedelta(minutes=5)
 RATE_WINDOW = timedelta(minutes=15)
 LAG_WINDOW = timedelta(hours=1)
 LAG_SAMPLE = 200
+# Archive states change at most hourly; the live tick asks every second: one grouped read a minute.
+_archive_states = TTLCache(ttl=60, max_size=1)
 
 
 def rules():
@@ -50,10 +54,27 @@ def of_sources(sources, now, minutes=None):
     if minutes is None:
         minutes = rate_minutes([s.id for s in sources], now)
     unavailable = announce.unavailable_counts([s.ingest_key for s in sources])
-    return [_row(s, now, minutes.get(s.id, {}), unavailable.get(s.ingest_key, 0)) for s in sources]
+    archives = archive_states(now)
+    return [_row(s, now, minutes.get(s.id, {}), unavailable.get(s.ingest_key, 0), archives) for s in sources]
 
 
-def _row(source, now, minutes, unavailable):
+def archive_states(now=None):
+    """{source id: archive state (streams.archive.source_states)}, empty when no archive is configured."""
+    found = _archive_states.get("all")
+    if found is None:
+        found = event_archive.source_states(now)
+        _archive_states.set("all", found)
+    return found
+
+
+def _with_archive(values, source_id, archives):
+    """A row's counters with its archive state, only when an archive destination is configured."""
+    if archives:
+        values["archive"] = archives.get(source_id)
+    return values
+
+
+def _row(source, now, minutes, unavailable, archives):
     raw = announce.counters(source.id)
     last = _last_event(source.id, raw)
     lags = recent_lags(source.id, now)
@@ -69,7 +90,7 @@ def _row(source, now, minutes, unavailable):
         "lag_p50_s": percentile(values, 0.5),
         "lag_p95_s": percentile(values, 0.95),
         "lags": lags,
-        **counter_values(raw, unavailable),
+        **_with_archive(counter_values(raw, unavailable), source.id, archives),
         "registrations": registrations(source, now),
     }
 
@@ -118,8 +139,11 @@ def counters_of(source_ids):
     """{source id: counter_values} for these sources, as Redis has them now."""
     keys = dict(Source.objects.filter(id__in=source_ids).values_list("id", "ingest_key"))
     unavailable = announce.unavailable_counts(list(keys.values()))
+    archives = archive_states()
     return {
-        source_id: counter_values(announce.counters(source_id), unavailable.get(key, 0))
+        source_id: _with_archive(
+            counter_values(announce.counters(source_id), unavailable.get(key, 0)), source_id, archives
+        )
         for source_id, key in keys.items()
     }
 

@@ -16,6 +16,7 @@ from dashboard import ranges, snapshot
 from dashboard.access import visible_sources
 from dashboard.groups import SOCKET_PATH
 from fluxo.pages import with_page_policy
+from streams import archive as event_archive
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ def overview(request):
         "ranges": list(ranges.RELATIVE),
         "defaultRange": ranges.DEFAULT,
     }
-    return with_page_policy(render(request, "dashboard/overview.html", {"config": config, "sources": sources}))
+    context = {"config": config, "sources": sources, "archive_enabled": event_archive.enabled()}
+    return with_page_policy(render(request, "dashboard/overview.html", context))
 
 
 class BadRequest(Exception):

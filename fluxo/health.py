@@ -28,7 +28,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from alerts.models import Delivery, EvaluatedBatch, EvaluatorFloor
 from dashboard.models import RolledUpBatch, RollupFloor
 from fluxo import logs
-from streams import announce
+from streams import announce, uptime
 from streams import archive as event_archive
 from streams import partitions as event_partitions
 from streams.models import Batch
@@ -57,6 +57,7 @@ def record_heartbeat(name):
         announce.client().set(HEARTBEATS[name], f"{time.time():.3f}", ex=24 * 3600)
     except Exception as exc:
         log.debug("could not record the %s heartbeat (%s)", name, exc.__class__.__name__)
+    uptime.mark()  # the minutes no process marked are when Fluxo was down (registration health)
 
 
 def heartbeat_ages(now):

@@ -188,9 +188,11 @@ ADOBE_IO_API_URL = env.get_http_url("ADOBE_IO_API_URL", "https://api.adobe.io")
 # A registration's journal URL must be on this host: its Bearer token is never sent anywhere else.
 ADOBE_JOURNAL_URL = env.get_http_url("ADOBE_JOURNAL_URL", "https://events-va6.adobe.io")
 FLUXO_JOURNAL_POLL_SECONDS = float(env.get_int("FLUXO_JOURNAL_POLL_SECONDS", 10, minimum=1))
-# A journal job that committed no page for this long is taken for dead: another may take the registration over.
-# Longer than a page's worst case (its request retried with backoff, 30 s timeouts).
-FLUXO_JOURNAL_LEASE_SECONDS = env.get_int("FLUXO_JOURNAL_LEASE_SECONDS", 300, minimum=1)
+# How often the beat asks Adobe's registration API for each registration's state (the outage demo: 10).
+FLUXO_ADOBE_STATE_POLL_SECONDS = float(env.get_int("FLUXO_ADOBE_STATE_POLL_SECONDS", 300, minimum=5))
+# A journal job that did not renew its lease for this long is taken for dead: another may take the registration
+# over. A live job renews it with each page and every third of it while a page is awaited (streams.journal).
+FLUXO_JOURNAL_LEASE_SECONDS = env.get_int("FLUXO_JOURNAL_LEASE_SECONDS", 45, minimum=1)
 # Fernet key (urlsafe base64, 32 bytes) encrypting Adobe client secrets at rest; unset: none can be stored.
 FLUXO_SECRETS_KEY = env.get_str("FLUXO_SECRETS_KEY", "")
 
@@ -249,7 +251,10 @@ CELERY_BEAT_SCHEDULE = {
     "clear-oauth-tokens": {"task": "fluxo.clear_tokens", "schedule": 3600.0},
     # Adobe's journal: continuous polling of the registrations set to it, and their state (streams.journal).
     "journal-poll": {"task": "streams.journal_poll", "schedule": FLUXO_JOURNAL_POLL_SECONDS},
-    "journal-registration-states": {"task": "streams.journal_registration_states", "schedule": 300.0},
+    "journal-registration-states": {
+        "task": "streams.journal_registration_states",
+        "schedule": FLUXO_ADOBE_STATE_POLL_SECONDS,
+    },
 }
 # fluxo/ is no app, so autodiscovery does not find its tasks.
 CELERY_IMPORTS = ["fluxo.tasks"]

@@ -27,7 +27,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from django.conf import settings
-from django.db.models import F
+from django.db.models import Count, F, Max, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 FILENAME = "events.parquet"
 GRACE = timedelta(minutes=15)
+BEHIND_AFTER = timedelta(hours=2)
 
 
 class ArchiveError(Exception):
@@ -344,6 +345,52 @@ def status(now=None):
         "backlog_days": max(0, due - archived),
         "failing_days": window.filter(checked_at__isnull=True).exclude(error="").count(),
         "last_archived_day": _iso(newest.first()),
+    }
+
+
+def source_states(now=None):
+    """{source id: its archive state} for stream health; empty when archiving is off.
+
+    ``state``: "failing" when a day of the retention window failed its last attempt, else "behind" when
+    a day is still not archived BEHIND_AFTER after it was due (the archive runs hourly, so a day that has
+    just ended is not behind yet), else "ok". With ``last_archived_day``, ``backlog_days`` (due, not
+    archived) and ``failing_days``. A few grouped queries, whatever the number of sources.
+    """
+    if not enabled():
+        return {}
+    now = now or timezone.now()
+    first = (now - timedelta(days=settings.FLUXO_RETENTION_DAYS)).date()
+    last = (now - GRACE).date() - timedelta(days=1)
+    overdue_last = (now - GRACE - BEHIND_AFTER).date() - timedelta(days=1)
+    checked = Q(checked_at__isnull=False)
+    counts = {
+        row["source_id"]: row
+        for row in ArchivedDay.objects.filter(day__gte=first, day__lte=last)
+        .values("source_id")
+        .annotate(
+            archived=Count("id", filter=checked),
+            overdue_archived=Count("id", filter=checked & Q(day__lte=overdue_last)),
+            failing=Count("id", filter=Q(checked_at__isnull=True) & ~Q(error="")),
+        )
+    }
+    newest = dict(
+        ArchivedDay.objects.filter(checked).values("source_id").annotate(day=Max("day")).values_list("source_id", "day")
+    )
+    due, overdue = max(0, (last - first).days + 1), max(0, (overdue_last - first).days + 1)
+    return {
+        source_id: _source_state(counts.get(source_id, {}), due, overdue, newest.get(source_id))
+        for source_id in Source.objects.values_list("id", flat=True)
+    }
+
+
+def _source_state(counts, due, overdue, newest):
+    failing = counts.get("failing", 0)
+    behind = overdue - counts.get("overdue_archived", 0) > 0
+    return {
+        "state": "failing" if failing else "behind" if behind else "ok",
+        "last_archived_day": _iso(newest),
+        "backlog_days": max(0, due - counts.get("archived", 0)),
+        "failing_days": failing,
     }
 
 

@@ -14,7 +14,9 @@ Reference: /work/shared/reference/marketo-streams.md section 3.7. The contract k
   a second one (or IMS refusing the credentials) stops that registration's journal with a reason.
 - 429, 5xx and timeouts are retried with backoff (a few times, then the run ends and the next resumes).
 - One job per registration at a time: a lease on the registration row, taken by a conditional update
-  and checked again inside every page's transaction (a job that lost its lease commits nothing).
+  and checked again inside every page's transaction (a job that lost its lease commits nothing). The
+  lease is short (45 s by default) and renewed as the job runs: with each page, and every third of it
+  while a page is awaited. A killed job's registration is free again within the lease.
 """
 
 import json
@@ -26,7 +28,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -403,7 +405,7 @@ def _read(registration_id, kind, owner, progress, max_pages, on_page, budget_sec
     deadline = time.monotonic() + budget_seconds if budget_seconds else None
     # The next page is fetched while this one is stored: Adobe's time and the database's overlap. Only
     # the fetch runs ahead; the cursor still moves with each committed page, in order.
-    with ThreadPoolExecutor(1, thread_name_prefix="journal-fetch") as fetcher:
+    with futures.ThreadPoolExecutor(1, thread_name_prefix="journal-fetch") as fetcher:
         ahead = None  # (url, future)
         while max_pages is None or progress.pages < max_pages:
             if deadline and time.monotonic() > deadline:
@@ -412,7 +414,7 @@ def _read(registration_id, kind, owner, progress, max_pages, on_page, budget_sec
             url = url or first_url(registration, cursor.start or "oldest")
             fetched = ahead[1] if ahead and ahead[0] == url else fetcher.submit(_fetch, registration, url)
             try:
-                page, rows = fetched.result()
+                page, rows = _await(fetched, registration.id, owner)
             except Expired:
                 if progress.gaps >= MAX_GAPS_PER_RUN:
                     raise Transient("the journal keeps answering 410, even from its oldest position") from None
@@ -433,6 +435,16 @@ def _read(registration_id, kind, owner, progress, max_pages, on_page, budget_sec
             if page.at_end:
                 progress.at_end = True
                 return
+
+
+def _await(fetched, registration_id, owner):
+    """The fetched page, the lease renewed while it is awaited: a slow Adobe (retries, backoff, timeouts)
+    does not make a live job look dead, and a killed one stops renewing, so its lease runs out soon."""
+    while True:
+        done, _pending = futures.wait([fetched], timeout=_renew_every())
+        if done:
+            return fetched.result()
+        _renew_lease(registration_id, owner, timezone.now())
 
 
 def _fetch(registration, url):
@@ -519,8 +531,24 @@ def _record_gap(registration, cursor, owner):
 
 
 def _lease():
-    """How long a job may go without committing a page before another may take over (a killed worker)."""
+    """How long a job may go without renewing its lease before another may take over (a killed worker).
+
+    A live job renews it with each page it commits and, while it awaits a page, every third of it."""
     return timedelta(seconds=settings.FLUXO_JOURNAL_LEASE_SECONDS)
+
+
+def _renew_every():
+    return max(0.2, settings.FLUXO_JOURNAL_LEASE_SECONDS / 3)
+
+
+def lease_seconds():
+    return settings.FLUXO_JOURNAL_LEASE_SECONDS
+
+
+def is_stopped(registration_id):
+    return AdobeRegistration.objects.filter(
+        pk=registration_id, journal_state=AdobeRegistration.Journal.STOPPED
+    ).exists()
 
 
 def _take_lease(registration_id, owner):

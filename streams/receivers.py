@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from fluxo.ttlcache import TTLCache
-from streams import announce, refused, signatures, validation, wire
+from streams import announce, refused, signatures, uptime, validation, wire
 from streams.auth import AuthUnavailable, authenticate_push
 from streams.models import Source
 from streams.store import FOREIGN_FLAG, store
@@ -67,6 +67,7 @@ def _unavailable(ingest_key, why):
 
 def _guarded(handler, request, ingest_key):
     """Run a handler; a refusal becomes its 4xx, an unavailable database or provider a 503."""
+    uptime.mark()  # this web process runs this minute (at most one Redis write a minute)
     try:
         return handler(request, ingest_key)
     except Refusal as refusal:

@@ -18,7 +18,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from streams import announce, journal
+from streams import announce, journal, uptime
 from streams.models import AdobeRegistration, Batch, Event, JournalCursor
 
 log = logging.getLogger(__name__)
@@ -30,10 +30,23 @@ SILENT_AT_RISK = timedelta(minutes=30)
 SILENT_PROBABLY_OFF = timedelta(hours=24)
 ADOBE_STATE_FRESH = timedelta(hours=1)
 WEBHOOK_PROTOCOLS = ("io",)
+# Adobe's registration API (getRegistrationById): its API reference (AdobeDocs/adobe-io-events,
+# static/events-api-reference.yaml, RegistrationHalModel) documents ``enabled`` as a boolean ("Indicates if
+# the registration is enabled or disabled") and ``webhook_status`` only as a string ("Status of the event
+# registration"), with no list of values. The values below are those Adobe's own SDK tests use
+# (adobe/aio-lib-events test/mock.js: "verified"; "hook_unreachable" with enabled false), lower case; the
+# Console's words (Active, Unstable, Disabled) are accepted too, in any case. ``enabled`` false is the one
+# documented sign of Disabled; "hook_unreachable" while still enabled is read as Unstable (an inference).
+ADOBE_ACTIVE_STATUSES = {"verified", "active"}
+ADOBE_UNSTABLE_STATUSES = {"hook_unreachable", "unstable"}
+ADOBE_DISABLED_STATUSES = {"disabled"}
 ADOBE_MIN_ATTEMPTS, ADOBE_FAILED_SHARE = 10, 0.8
 AT_RISK_FAILED_SHARE = 0.2  # Adobe calls a registration active while at least 20 % of attempts succeed
 AT_RISK_REDELIVERIES = 10
 RETENTION = timedelta(days=7)
+# Adobe's retry schedule (reference 3.5): after the first attempt, 1, 2, 4, 8, then every 15 minutes.
+RETRY_OFFSETS_MIN = (0, 1, 3, 7, 15)
+RETRY_EVERY_MIN = 15
 GAP_MIN = timedelta(minutes=10)
 
 ADVICE = {
@@ -77,6 +90,8 @@ def estimate(registration, now=None):
     now = now or timezone.now()
     reported = _reported(registration, now)
     seen = _seen(registration, now)
+    if reported and reported.level == UNKNOWN:
+        return Health(seen.level, reported.reasons + seen.reasons)
     if reported and reported.level != ACTIVE:
         return Health(reported.level, reported.reasons + seen.reasons)
     if reported and seen.level in (AT_RISK, PROBABLY_OFF):
@@ -88,24 +103,32 @@ def _reported(registration, now):
     checked = registration.adobe_checked_at
     if checked is None or now - checked > ADOBE_STATE_FRESH or registration.adobe_enabled is None:
         return None
-    status = registration.adobe_webhook_status.upper()
+    status = registration.adobe_webhook_status.strip().lower()
     when = f"(Adobe, {checked:%H:%M} UTC)"
-    if registration.adobe_enabled is False or status == "DISABLED":
-        return Health(DISABLED, [f"disabled {when}"])
-    if status == "UNSTABLE":
-        return Health(UNSTABLE, [f"unstable {when}"])
-    return Health(ACTIVE, [f"{status.lower() or 'enabled'} {when}"])
+    shown = f"webhook_status {status!r}" if status else "no webhook_status"
+    if registration.adobe_enabled is False or status in ADOBE_DISABLED_STATUSES:
+        return Health(DISABLED, [f"disabled, {shown} {when}"])
+    if status in ADOBE_UNSTABLE_STATUSES:
+        return Health(UNSTABLE, [f"unstable, {shown} {when}"])
+    if status and status not in ADOBE_ACTIVE_STATUSES:
+        # A value nobody has documented: say what Adobe answered, and let what Fluxo saw decide.
+        return Health(UNKNOWN, [f"enabled, {shown} (not a value Fluxo knows) {when}"])
+    return Health(ACTIVE, [f"enabled, {shown} {when}"])
 
 
 def _seen(registration, now):
     last = _last_webhook_batch(registration)
     failed, succeeded, redelivered = _answers_last_day(registration, now)
-    attempts = failed + succeeded
+    down = _while_down(registration, now)
+    unseen = sum(n for _start, _end, n in down)
+    attempts = failed + unseen + succeeded
     if last is None and not failed:
         return Health(UNKNOWN, ["no webhook delivery yet"])
     reasons = [f"last webhook delivery {_ago(now - last)} ago" if last else "no webhook delivery stored"]
+    reasons += [_down_reason(start, end, n) for start, end, n in down]
     if failed:
         reasons.append(f"{failed} of {attempts} webhook requests in 24 h answered with an error (4xx or 503)")
+    failed += unseen
     if redelivered:
         reasons.append(f"{redelivered} deliveries in 24 h were Adobe's retries")
     # Adobe's rule, as far as Fluxo can see the attempts: at least 10 in 24 hours, 80 % of them failed.
@@ -124,6 +147,50 @@ def _seen(registration, now):
     if silence >= SILENT_AT_RISK and missed:  # a quiet Marketo alone is no risk: the journal says it is not quiet
         return Health(AT_RISK, reasons)
     return Health(ACTIVE, reasons)
+
+
+def _while_down(registration, now):
+    """[(start, end, Adobe's failed attempts then)] of the last 24 h in which no Fluxo process ran.
+
+    Fluxo saw none of those attempts. Their number is estimated from the source's usual webhook rate
+    (requests a minute over the last 7 days it was up) and Adobe's retry schedule: a delivery due at
+    minute t of an outage of D minutes is tried at each retry offset below D - t, all failing."""
+    week = uptime.down_spans(now - RETENTION, now)
+    down = [(max(start, now - timedelta(hours=24)), end) for start, end in week if end > now - timedelta(hours=24)]
+    if not down:
+        return []
+    sources = [registration.source_id, *registration.source.delivers_for.values_list("id", flat=True)]
+    first = (
+        Batch.objects.filter(source_id__in=sources, protocol__in=WEBHOOK_PROTOCOLS, received_at__gte=now - RETENTION)
+        .order_by("received_at")
+        .values_list("received_at", flat=True)
+        .first()
+    )
+    if first is None:
+        return [(start, end, 0) for start, end in down]
+    requests = Batch.objects.filter(source_id__in=sources, protocol__in=WEBHOOK_PROTOCOLS, received_at__gte=first)
+    up_minutes = (now - first).total_seconds() / 60 - sum(
+        (end - max(start, first)).total_seconds() / 60 for start, end in week if end > first
+    )
+    rate = requests.count() / max(up_minutes, 1.0)
+    return [(start, end, round(rate * _attempts_in(int((end - start).total_seconds() // 60)))) for start, end in down]
+
+
+def _attempts_in(minutes):
+    """Adobe's attempts at the deliveries due in each minute of an outage of ``minutes``, summed."""
+    total = 0
+    for left in range(1, minutes + 1):  # a delivery due with ``left`` minutes of outage still to go
+        early = sum(1 for offset in RETRY_OFFSETS_MIN if offset < left)
+        late = max(0, (left - RETRY_OFFSETS_MIN[-1] - 1) // RETRY_EVERY_MIN)
+        total += early + late
+    return total
+
+
+def _down_reason(start, end, unseen):
+    text = f"no Fluxo process ran from {start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC ({_ago(end - start)})"
+    if unseen:
+        return text + f": about {unseen} webhook attempts by Adobe failed then, unseen"
+    return text + ": any webhook delivery Adobe tried then failed, unseen"
 
 
 def _answers_last_day(registration, now):

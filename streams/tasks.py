@@ -74,7 +74,13 @@ def journal_backfill(registration_id, start=None, resumes=0):
     if start is not None:
         journal.start_backfill(registration_id, start)
     progress = journal.run(registration_id, JournalCursor.Kind.BACKFILL, budget_seconds=3300)
-    if not (progress.at_end or progress.busy or progress.stopped) and resumes < JOURNAL_BACKFILL_RESUMES:
+    if progress.at_end or progress.stopped or resumes >= JOURNAL_BACKFILL_RESUMES:
+        return progress.as_json()
+    if progress.busy and not journal.is_stopped(registration_id):
+        # Held: by a live job (which finishes it; this run then finds the end at once) or by a killed
+        # worker's job, whose lease runs out within a lease: go on from its committed cursor then.
+        journal_backfill.apply_async((registration_id, None, resumes + 1), countdown=journal.lease_seconds() + 2)
+    elif not progress.busy:
         # Out of time or Adobe failing: go on later from the committed cursor (a bounded number of times).
         journal_backfill.apply_async((registration_id, None, resumes + 1), countdown=30)
     return progress.as_json()

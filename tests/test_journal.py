@@ -105,6 +105,26 @@ def test_a_job_whose_lease_was_taken_over_commits_nothing(registration, source, 
     assert Event.objects.count() == 500  # the page after the takeover was rolled back
 
 
+def test_a_job_waiting_on_a_slow_adobe_renews_its_short_lease_so_no_other_job_takes_over(
+    registration, source, adobe, monkeypatch, settings
+):
+    journaled(adobe, source, 10)
+    settings.FLUXO_JOURNAL_LEASE_SECONDS = 1
+    adobe.page_delay = 1.5  # every page takes longer than the lease
+    renew, intruders = journal._renew_lease, []
+
+    def renewed_then_another_job_tries(registration_id, owner, now):
+        renew(registration_id, owner, now)
+        if not Event.objects.exists():  # while the first page is still awaited
+            intruders.append(journal._take_lease(registration_id, "a second job"))
+
+    monkeypatch.setattr(journal, "_renew_lease", renewed_then_another_job_tries)
+    progress = backfill(registration)
+
+    assert progress.at_end and progress.stored == 10 and not progress.busy
+    assert len(intruders) >= 2 and not any(intruders)
+
+
 def test_only_one_job_per_registration_at_a_time(registration, source, adobe):
     journaled(adobe, source, 10)
     assert journal._take_lease(registration.id, "first")
@@ -297,7 +317,7 @@ def test_adobe_registration_state_is_polled_and_a_disabled_one_is_reported(regis
     registration_health.poll_adobe_states()
 
     registration.refresh_from_db()
-    assert (registration.adobe_webhook_status, registration.adobe_enabled) == ("DISABLED", False)
+    assert (registration.adobe_webhook_status, registration.adobe_enabled) == ("hook_unreachable", False)
     health = registration_health.estimate(registration)
     assert health.level == "disabled" and "re-enable it in the Adobe Developer Console" in health.advice
 

@@ -33,6 +33,10 @@ pytestmark = pytest.mark.slow
 SOURCE, MUNCHKIN, CLIENT_ID = "weekend", "888-HHH-888", "fluxo-sandbox"
 SCALE = 3600.0  # a simulated hour per second: Adobe's 24 hours pass in 24 s
 EVENTS = 1600
+LEASE = 4  # seconds: the journal lease in these runs (FLUXO_JOURNAL_LEASE_SECONDS)
+JOURNAL_EVENTS = (
+    "select count(*) from streams_event where batch_id in (select id from streams_batch where protocol = 'journal')"
+)
 STATE = """
 import json
 from streams import registration_health, journal
@@ -64,7 +68,7 @@ def weekend(tmp_path):
         ADOBE_IO_API_URL=adobe.url,
         ADOBE_JOURNAL_URL=adobe.url,
         FLUXO_SECRETS_KEY=Fernet.generate_key().decode(),
-        FLUXO_JOURNAL_LEASE_SECONDS="3",
+        FLUXO_JOURNAL_LEASE_SECONDS=str(LEASE),
         SANDBOX_IMS_SECRET="sandbox-secret",
     )
     try:
@@ -138,30 +142,35 @@ def test_a_simulated_day_of_outage_comes_back_from_the_journal_each_event_once(w
     assert 0 < by_webhook < EVENTS
 
     health = state(live)
-    assert (health["status"], health["level"]) == ("DISABLED", "disabled")
+    assert (health["status"], health["level"]) == ("hook_unreachable", "disabled")
     assert "re-enable it in the Adobe Developer Console" in health["advice"]
 
-    # A backfill process killed mid-run: what it committed stays, once.
-    killed = backfill_process(live)
-    wait_for(lambda: backfill_read(live) > 0, timeout=60, interval=0.05)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait(timeout=10)
-    assert not state(live)["finished"]
-    assert (
-        0
-        < _scalar(
-            live,
-            "select count(*) from streams_event where batch_id in "
-            "(select id from streams_batch where protocol = 'journal')",
-        )
-        < EVENTS
-    )
-
-    # A real worker resumes it from its cursor once the dead job's lease (3 s here) has passed.
-    with celery(live.env, *SOLO_WORKER):
-        time.sleep(3.5)
+    # A worker killed mid-backfill: what it committed stays, once. While it waits on a slow Adobe page
+    # for longer than the lease, its heartbeat keeps the registration: a second backfill is refused.
+    with celery(live.env, *SOLO_WORKER) as doomed:
         manage(live.env, "shell", "--no-imports", "-c", ENQUEUE % health["id"])
+        wait_for(lambda: backfill_read(live) > 0, timeout=60, interval=0.05)
+        live.adobe.page_delay = 5 * LEASE
+        read = _settled(live)
+        time.sleep(1.5 * LEASE)  # no page committed for longer than a lease
+        second = backfill_process(live, "--resume")
+        assert second.wait(timeout=60) == 3, second.communicate()  # busy: another job holds it
+        assert backfill_read(live) == read
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=10)
+    killed_at = time.monotonic()
+    live.adobe.page_delay = 1.0
+    assert not state(live)["finished"]
+    assert 0 < _scalar(live, JOURNAL_EVENTS) < EVENTS
+
+    # Another worker, asked at once, finds the dead job's lease, tries again after it and goes on from
+    # the committed cursor: within the short lease and a retry, not minutes.
+    with celery(live.env, *SOLO_WORKER):
+        manage(live.env, "shell", "--no-imports", "-c", ENQUEUE % health["id"])
+        wait_for(lambda: backfill_read(live) > read, timeout=3 * LEASE + 30, interval=0.2)
+        resumed_after = time.monotonic() - killed_at
         wait_for(lambda: state(live)["finished"], timeout=120, interval=0.5)
+    print(f"resumed {resumed_after:.1f} s after the kill, lease {LEASE} s")
 
     assert live.stored(SOURCE) == (EVENTS, EVENTS, EVENTS)  # every event, each once
     assert _journal_batches_are_late(live)
@@ -169,6 +178,19 @@ def test_a_simulated_day_of_outage_comes_back_from_the_journal_each_event_once(w
     again = backfill_process(live, "--json")
     out, _err = again.communicate(timeout=120)
     assert json.loads(out)["stored"] == 0 and live.stored(SOURCE)[0] == EVENTS
+
+
+def _settled(live):
+    """Entries committed once the pages fetched before Adobe slowed down are in (one ahead, one in flight)."""
+    last = [backfill_read(live), time.monotonic()]
+
+    def quiet():
+        now_read = backfill_read(live)
+        if now_read != last[0]:
+            last[:] = [now_read, time.monotonic()]
+        return now_read if time.monotonic() - last[1] > 2.5 else None
+
+    return wait_for(quiet, timeout=60, interval=0.1)
 
 
 def backfill_read(live):

@@ -244,6 +244,7 @@
   function applyCounters(h, counters) {
     ["accepted", "duplicates", "foreign", "unavailable"].forEach(function (name) { h[name] = Math.max(h[name] || 0, counters[name] || 0); });
     REASONS.forEach(function (r) { h.rejected[r] = Math.max(h.rejected[r] || 0, counters.rejected[r] || 0); });
+    if (counters.archive !== undefined) h.archive = counters.archive;
   }
 
   /* Nearest rank, as dashboard.health.percentile. */
@@ -295,6 +296,16 @@
     return td;
   }
 
+  /* The source's archive (dashboard.health.archive_states): ok, behind or failing, with its days. */
+  function archiveCell(archive) {
+    if (!archive) return cell("td", "–", "archive");
+    var days = function (n) { return n + (n === 1 ? " day" : " days"); };
+    var text = archive.state === "failing" ? "failing: " + days(archive.failing_days)
+      : archive.state === "behind" ? "behind: " + days(archive.backlog_days) : "ok";
+    if (archive.last_archived_day) text += " (last " + archive.last_archived_day + ")";
+    return cell("td", text, "archive " + (archive.state === "ok" ? "state ok" : "state silent"));
+  }
+
   function drawHealth() {
     var body = $("health").tBodies[0];
     var rows = Array.from(state.health.values()).map(function (h) {
@@ -308,6 +319,7 @@
         cell("td", shownTime(h.last_event_at)), cell("td", now.perMinute, "num per-minute"), cell("td", lag, "num lag"),
         cell("td", h.duplicates, "num"), cell("td", h.foreign || 0, "num foreign"), cell("td", refused, "num"),
         cell("td", h.unavailable, "num"), registrationCell(h.registrations || []));
+      if (h.archive !== undefined) tr.append(archiveCell(h.archive));  // only with an archive destination
       return tr;
     });
     body.replaceChildren.apply(body, rows);

@@ -9,7 +9,8 @@ Following Adobe's documented behaviour (reference, sections 3.5 and 3.7), on the
   200 with ``events``/``_page`` and ``Link rel=next``; 204 at the end with ``retry-after: 10`` and next
   and validate links; 410 for a position older than what is kept; pages capped at 1.5 MB.
 - ``GET /events/{org}/{project}/{workspace}/registrations/{registration}``: ``webhook_status`` and
-  ``enabled``, following the sender's Active / Unstable / Disabled state; ``PUT`` with
+  ``enabled``, following the sender's Active / Unstable / Disabled state ("verified", true /
+  "hook_unreachable", true / "hook_unreachable", false); ``PUT`` with
   ``{"enabled": true}`` re-enables it (as the Developer Console does).
 
 Faults for drills: ``fail_next(n, status)`` answers the next n journal requests with ``status``;
@@ -301,7 +302,9 @@ class AdobeServer:
             "registration_id": registration_id,
             "client_id": client_id,
             "delivery_type": "webhook_batch",
-            "webhook_status": {"active": "VERIFIED", "unstable": "UNSTABLE", "disabled": "DISABLED"}[state],
+            # As Adobe's SDK tests show it (streams.registration_health names the source): lower case;
+            # "hook_unreachable" once deliveries fail, and Disabled is ``enabled`` false.
+            "webhook_status": "verified" if state == "active" else "hook_unreachable",
             "enabled": state != "disabled",
         }
 
