@@ -83,5 +83,7 @@ def describe_request(request, body):
         declared = int(request.META.get("CONTENT_LENGTH") or 0) or None
     except ValueError:
         declared = None
+    if declared is not None and not 0 < declared < 2**63:  # a sender's number: kept only if JSON can hold it
+        declared = None
     query = request.META.get("QUERY_STRING", "")
     return describe(request.method or "?", request.headers.items(), query, body, declared)

@@ -114,6 +114,13 @@ def test_a_body_declared_over_the_limit_is_kept_unread(client, source, settings,
     assert (entry["reason"], entry["body"], entry["body_bytes"]) == ("too_large", None, 101)
 
 
+def test_a_declared_length_beyond_64_bits_is_kept_without_it(client, source, redis_client):
+    response = client.post(push_url(source), b"{}", content_type="application/json", CONTENT_LENGTH=str(2**64))
+    assert response.status_code == 413
+    [entry] = kept(source)
+    assert (entry["reason"], entry["body_bytes"]) == ("too_large", None)
+
+
 def test_only_the_last_20_of_a_source_are_kept(client, source, other_source, redis_client):
     for n in range(25):
         client.post(push_url(source), f'{{"n": {n}}}', content_type="application/json")
