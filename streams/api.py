@@ -119,6 +119,11 @@ def authenticate(request):
 
 def visible_events(user):
     shared = Source.objects.live()  # a source being deleted is gone for the API too
+    if user.is_superuser and not Source.objects.exclude(deleting_since=None).exists():
+        # Every event: no filter, which the planner would otherwise guess from statistics that a
+        # partition filled minutes ago does not have yet (0.5 % of the rows, so it sorted all of the
+        # last hour rather than walk the primary key: 400 ms instead of 3 ms; BENCHMARKS.md).
+        return Event.objects.all()
     if not user.is_superuser:
         shared = shared.filter(viewer_groups__user=user)
     # The ids themselves, not a subquery: with a subquery the planner cannot tell how many events it
