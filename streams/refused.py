@@ -83,5 +83,7 @@ def describe_request(request, body):
         declared = int(request.META.get("CONTENT_LENGTH") or 0) or None
     except ValueError:
         declared = None
+    if declared is not None and not -(2**63) <= declared < 2**63:
+        declared = None  # the record is JSON (orjson): a length beyond 64 bits made the 413 a 500
     query = request.META.get("QUERY_STRING", "")
     return describe(request.method or "?", request.headers.items(), query, body, declared)
