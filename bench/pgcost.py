@@ -193,12 +193,14 @@ def explain_insert(source):
     store.resolve_sources(rows, receiving)
     rows.sort(key=lambda row: (row["event_uid"] or "", row["activity_key"] or ""))
     if hasattr(store, "_STORE_SQL"):
-        sql, params = store._STORE_SQL, store._store_params(rows, receiving, "io", timezone.now(), {})
+        sql, params = store._STORE_SQL, store._store_params(rows, receiving, "io", timezone.now(), {}, len(rows))
     else:
         return ["(this tree has no store._STORE_SQL: skipped)"]
     with transaction.atomic():
         connection.ensure_connection()
         with psycopg.Cursor(connection.connection) as cursor:
+            if hasattr(store, "_TextArray"):  # the store's own text[] dumper (issue 15)
+                cursor.adapters.register_dumper(store._TextArray, store._TextArrayDumper)
             cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", params)
             plan = [line for (line,) in cursor.fetchall()]
         transaction.set_rollback(True)

@@ -15,12 +15,17 @@ ID stays with the receiving source, flagged ``munchkin_foreign``, and is listed 
 """
 
 import contextlib
+import struct
 from collections import Counter
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 
 import orjson
 import psycopg
 from django.db import connection, transaction
+from psycopg.adapt import Dumper
+from psycopg.postgres import types as pg_types
 
 from streams import partitions
 from streams.models import Batch, ForeignMunchkin
@@ -179,8 +184,10 @@ _STORE_SQL = (
 
 
 def _store_params(rows, receiving, protocol, received_at, meta, total):
+    # One pass over the rows for all columns (itemgetter and zip run in C), not one per column.
+    columns = zip(*map(_ROW_VALUES, rows), strict=True) if rows else ([] for _ in COLUMNS)
     return [
-        *(_column_values(rows, name) for name in COLUMNS),
+        *(_column_param(name, values) for name, values in zip(COLUMNS, columns, strict=True)),
         [partitions.key_day(row["occurred_at"]) for row in rows],
         received_at,
         received_at,
@@ -190,6 +197,59 @@ def _store_params(rows, receiving, protocol, received_at, meta, total):
         total,
         orjson.dumps(meta).decode(),
     ]
+
+
+_ROW_VALUES = itemgetter(*COLUMNS)
+_NOT_TEXT = frozenset(_PG_TYPES) - {"flags"}
+
+
+def _column_param(name, values):
+    if name == "flags":
+        return _TextArray([_flags_json(flags) for flags in values])
+    if name in _NOT_TEXT:
+        return list(values)
+    return _TextArray(values)
+
+
+def _flags_json(flags):
+    return orjson.dumps(flags).decode() if flags else "[]"  # most rows have none
+
+
+class _TextArray:
+    """A column of str or None, sent as a binary text[] built in one join (see _TextArrayDumper)."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values):
+        self.values = values
+
+
+_INT4 = struct.Struct("!i").pack
+_NULL = _INT4(-1)
+_TEXT_OID = pg_types["text"].oid
+
+
+class _TextArrayDumper(Dumper):
+    """PostgreSQL's binary one-dimensional text[]: what psycopg's list dumper sends, without its
+    per-element Python calls (about 0.25 ms per 500-row column, 21 text columns a request)."""
+
+    format = psycopg.pq.Format.BINARY
+    oid = pg_types["text"].array_oid
+
+    def dump(self, obj):
+        values = obj.values
+        if not values:
+            return struct.pack("!iii", 0, 0, _TEXT_OID)
+        has_null = None in values
+        header = struct.pack("!iiiii", 1, has_null, _TEXT_OID, len(values), 1)
+        if has_null:
+            elements = (_NULL if v is None else _INT4(len(b := v.encode())) + b for v in values)
+            return header + b"".join(elements)
+        if values.count(values[0]) == len(values):  # e.g. the stream, the Munchkin ID, an unused column
+            first = values[0].encode()
+            return header + (_INT4(len(first)) + first) * len(values)
+        encoded = [value.encode() for value in values]
+        return header + b"".join(chain.from_iterable(zip(map(_INT4, map(len, encoded)), encoded, strict=True)))
 
 
 def _store_postgres(rows, receiving, protocol, received_at, meta):
@@ -202,6 +262,7 @@ def _store_postgres(rows, receiving, protocol, received_at, meta):
     # on each pooled connection the first time (the text never changes): no parse or plan after that.
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.adapters.register_dumper(_TextArray, _TextArrayDumper)
         cursor.execute(_STORE_SQL, params, prepare=True)
         found = cursor.fetchall()
     batch_id = found[0][0] if found else None
@@ -212,6 +273,8 @@ def _store_postgres(rows, receiving, protocol, received_at, meta):
 
 def _first_of_each_key(rows):
     """The rows whose keys no earlier row of the request has (the others are duplicates)."""
+    if _keys_unique(rows, "event_uid") and _keys_unique(rows, "activity_key"):
+        return rows  # the usual request: one set per key, not a set and two lists per row
     seen, kept = set(), []
     for row in rows:
         keys = [(row["source_id"], kind, row[name]) for kind, name in (("e", "event_uid"), ("a", "activity_key"))]
@@ -223,10 +286,9 @@ def _first_of_each_key(rows):
     return kept
 
 
-def _column_values(rows, name):
-    if name == "flags":
-        return [orjson.dumps(row["flags"]).decode() for row in rows]
-    return [row[name] for row in rows]
+def _keys_unique(rows, name):
+    keys = [(row["source_id"], row[name]) for row in rows if row[name] is not None]
+    return len(set(keys)) == len(keys)
 
 
 # --- SQLite (the embedded default): the ORM and one statement a row, in-process, so still quick ---------

@@ -362,19 +362,49 @@ def legacy_envelope(payload):
 
 
 def normalise_legacy(activity, munchkin_id):
+    """One legacy activity as a row of normalised columns (source not yet resolved).
+
+    The same columns and flags as ``_row`` + ``_activity_columns`` give an I/O activity, built as one
+    dict with each value computed once: this runs 500 times a push and was its largest Python cost.
+    """
     flags = set()
-    munchkin = activity.get("munchkinId") or munchkin_id
-    type_id = as_int(activity.get("activityTypeId"))
-    name = text(activity.get("activityType")) or activity_types.name_for(type_id)
-    row = _row(Stream.ACTIVITY, text(activity_types.io_type_for(type_id, name), "type"), munchkin, flags)
-    _activity_columns(row, activity, flags)
-    row["occurred_at"] = parse_time(activity.get("activityDate"), flags)
-    guid = activity.get("marketoGUID")
-    if guid is None and activity.get("id") is not None:
+    get = activity.get
+    munchkin = get("munchkinId") or munchkin_id
+    if munchkin is None:
+        flags.add("no_munchkin_id")
+    munchkin = text(munchkin, "munchkin_id")
+    type_id = _activity_type_id(get("activityTypeId"), flags)
+    name = text(get("activityType")) or activity_types.name_for(type_id)
+    guid = get("marketoGUID")
+    if guid is None and get("id") is not None:
         flags.add("no_marketo_guid")
-        guid = activity.get("id")
-    row["activity_key"] = _activity_key(row["munchkin_id"], guid, flags)
-    return _finish(row, activity, flags)
+        guid = get("id")
+    return {
+        "stream": _ACTIVITY,
+        "type": text(activity_types.io_type_for(type_id, name), "type"),
+        "munchkin_id": munchkin,
+        "event_uid": None,
+        "activity_key": _activity_key(munchkin, guid, flags),
+        "occurred_at": parse_time(get("activityDate"), flags),
+        "activity_type_id": type_id,
+        "activity_type_name": text(name, "activity_type_name"),
+        "lead_id": text(get("leadId"), "lead_id"),
+        "primary_attribute": text(get("primaryAttributeValue")),
+        "primary_attribute_id": text(get("primaryAttributeValueId"), "primary_attribute_id"),
+        "campaign_id": text(get("campaignId"), "campaign_id"),
+        "campaign_name": text(get("campaignName"), "campaign_name"),
+        "program_id": text(get("programId"), "program_id"),
+        "program_name": text(get("programName"), "program_name"),
+        **_NOT_ACTIVITY_COLUMNS,
+        "raw": dump_json(activity),
+        "flags": sorted(flags),
+    }
+
+
+_ACTIVITY = str(Stream.ACTIVITY)
+_NOT_ACTIVITY_COLUMNS = dict.fromkeys(
+    ("component_type", "component_id", "action", "user_numeric", "user_email", "kind", "subtype", "details"), ""
+)
 
 
 # --- Shared by both protocols ---------------------------------------------------------------------------
@@ -410,13 +440,17 @@ def _row(stream, event_type, munchkin_id, flags):
     }
 
 
-def _activity_columns(row, data, flags):
-    type_id = as_int(data.get("activityTypeId"))
+def _activity_type_id(value, flags):
+    type_id = as_int(value)
     if type_id is None:
         flags.add("no_activity_type_id")
     elif type_id < activity_types.CUSTOM_MIN_ID and type_id not in activity_types.NAMES:
         flags.add("unknown_activity_type")
-    row["activity_type_id"] = type_id
+    return type_id
+
+
+def _activity_columns(row, data, flags):
+    type_id = row["activity_type_id"] = _activity_type_id(data.get("activityTypeId"), flags)
     name = text(data.get("activityType")) or activity_types.name_for(type_id)
     row["activity_type_name"] = text(name, "activity_type_name")
     row["lead_id"] = text(data.get("leadId"), "lead_id")
