@@ -450,7 +450,7 @@ def test_a_custom_range_that_holds_now_fills_up_live(site, page):
     page.fill("#since", local_minute(now - timedelta(hours=1)))
     page.fill("#until", local_minute(now + timedelta(hours=1)))
     page.click("#apply-range")
-    wait_for(page, "document.getElementById('rate-chart').layout.uirevision === 'rate-custom'")
+    wait_for(page, "document.getElementById('rate-chart').layout.uirevision.startsWith('rate-custom-')")
     wait_for(page, "document.getElementById('live-status').textContent === 'live'")
     before = charted(page)
     push(site, activity("/custom-live-1"), activity("/custom-live-2"))
