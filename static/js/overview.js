@@ -21,6 +21,7 @@
   // A drag zooms (it sets the range); panning, box selection and the zoom buttons would not.
   var CHART_CONFIG = {
     displaylogo: false, responsive: true,
+    showTips: false, // its "double-click to zoom back out" would cover the range pickers; the page says it
     modeBarButtonsToRemove: ["pan2d", "select2d", "lasso2d", "zoomIn2d", "zoomOut2d", "autoScale2d", "resetScale2d"],
   };
 
