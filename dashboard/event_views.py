@@ -85,7 +85,11 @@ def events_page(request):
             rows=[search.item(r) | {"source_name": names[r["source_id"]]} for r in result.rows],
         )
         context.update(links(request, result), scan_rows=search.SCAN_ROWS, timeout_s=search.TIMEOUT_MS / 1000)
-    context.update(sources=visible, types=activity_type_choices(visible), csv_rows=search.CSV_ROWS)
+    types = activity_type_choices(visible)
+    # A type asked for by its text (an audit or notification type, as the overview's chart links them) is
+    # not among the activity types listed: it gets an option of its own, so the form shows it and keeps it.
+    unlisted = request.GET.get("type", "") not in {"", *(str(type_id) for type_id, _ in types)}
+    context.update(sources=visible, types=types, type_unlisted=unlisted, csv_rows=search.CSV_ROWS)
     return with_page_policy(render(request, "dashboard/events.html", context, status=status))
 
 

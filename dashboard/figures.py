@@ -92,6 +92,10 @@ def rate_figure(counts, window, labels, zone, max_traces=MAX_TRACES):
     return {"data": traces, "layout": layout}
 
 
+# static/js/overview.js draws live-added traces with the same text.
+HOVER = "%{y:.1f} per minute · click to list them<extra>%{fullData.name}</extra>"
+
+
 def _bar(key, label, x, y):
     name = OTHER_LABEL if key == OTHER_KEY else plotly_text(label)
     return {
@@ -101,7 +105,7 @@ def _bar(key, label, x, y):
         "y": [round(v, 3) for v in y],
         "meta": {"key": key},
         "marker": {"color": colour_of(key)},
-        "hovertemplate": "%{y:.1f} per minute<extra>%{fullData.name}</extra>",
+        "hovertemplate": HOVER,
     }
 
 
@@ -123,12 +127,20 @@ def _rate_layout(window):
         "height": 320,
         # Autorange: live buckets appended by the browser stay in view as old ones leave.
         "xaxis": {"type": "date", "autorange": True},
-        "yaxis": {"title": {"text": "events per minute"}, "rangemode": "tozero"},
+        # A drag zooms the time axis only: it sets the page's range (static/js/overview.js).
+        "yaxis": {"title": {"text": "events per minute"}, "rangemode": "tozero", "fixedrange": True},
         "legend": {"orientation": "h", "y": -0.2},
         "showlegend": True,
-        # Keeps zoom and legend clicks across live updates.
-        "uirevision": f"rate-{window.name}",
+        # Keeps the view across live updates and re-syncs of one range; another range (another custom one
+        # too: a zoom, or back from one) is drawn whole.
+        "uirevision": _revision(window),
     }
+
+
+def _revision(window):
+    if window.name != "custom":
+        return f"rate-{window.name}"
+    return f"rate-custom-{int(window.since.timestamp())}-{int(window.until.timestamp())}"
 
 
 def top_types(totals, labels, limit=10):

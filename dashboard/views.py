@@ -12,7 +12,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard import ranges, snapshot
+from dashboard import ranges, search, snapshot
 from dashboard.access import visible_sources
 from dashboard.groups import SOCKET_PATH
 from fluxo.pages import with_page_policy
@@ -33,8 +33,12 @@ def overview(request):
         "socketPath": SOCKET_PATH,
         "ranges": list(ranges.RELATIVE),
         "defaultRange": ranges.DEFAULT,
+        # A click on the chart opens the search over a bucket or the range (at most its span).
+        "eventsUrl": reverse("events"),
+        "searchMaxDays": search.MAX_SPAN.days,
     }
-    context = {"config": config, "sources": sources, "archive_enabled": event_archive.enabled()}
+    # The range (and source) come from the URL too: a zoomed chart can be reloaded and shared.
+    context = {"config": config, "sources": sources, "params": request.GET, "archive_enabled": event_archive.enabled()}
     return with_page_policy(render(request, "dashboard/overview.html", context))
 
 

@@ -10,7 +10,8 @@ storage, a step the bare web process promises not to need. So, once per process:
   with the short WHITENOISE_MAX_AGE;
 - a gzip copy of each compressible file is written once under ``FLUXO_VAR_DIR/static-gz/`` (settings.VAR_DIR), named by
   the versioned name (so a changed file never meets a stale copy; processes sharing the folder write
-  the same bytes and rename them into place), and sent to clients that accept gzip.
+  the same bytes and rename them into place), and sent to clients that accept gzip. Copies of versions
+  no current file has (and scratch files a killed process left) are deleted from that folder at start-up.
 
 Brotli would need a library this project does not pin; gzip only. Under DEBUG, as Django's manifest
 storage does, pages use the plain names and WhiteNoise re-reads the folders on each request.
@@ -104,6 +105,51 @@ def gzip_copy(path, name, folder):
     return target
 
 
+def prune_copies(folder, current):
+    """Delete the files under ``folder`` that are not in ``current`` (the paths of the copies in use):
+    superseded versions and a killed process's scratch files. Nothing outside ``folder`` is touched, and
+    a file another process is writing has a name of its own (its scratch name), renamed in only whole.
+    The number deleted."""
+    folder = Path(folder)
+    keep = {Path(p) for p in current}
+    deleted = 0
+    for path in folder.rglob("*") if folder.is_dir() else ():
+        if path.is_symlink() or not path.is_file() or path in keep or _in_use_scratch(path):
+            continue
+        try:
+            path.unlink()
+            deleted += 1
+        except OSError as exc:
+            log.warning("cannot delete the superseded copy %s (%s)", path.relative_to(folder), exc)
+    return deleted
+
+
+def _in_use_scratch(path):
+    """A scratch file (``.<name>.<pid>.<thread>``) whose process still runs: it is being written."""
+    parts = path.name.split(".")
+    if not path.name.startswith(".") or len(parts) < 4 or not parts[-2].isdigit():
+        return False
+    try:
+        os.kill(int(parts[-2]), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+class CopyOrPlainFile(StaticFile):
+    """WhiteNoise's StaticFile, sending the plain file when its compressed copy has gone (deleted as
+    superseded by a newer process sharing the folder)."""
+
+    def get_path_and_headers(self, request_headers):
+        path, headers = super().get_path_and_headers(request_headers)
+        if os.path.exists(path):
+            return path, headers
+        plain = [(p, h) for pattern, p, h in self.alternatives if not pattern.pattern]
+        return plain[0] if plain else (path, headers)
+
+
 class Middleware(WhiteNoiseMiddleware):
     """WhiteNoise serving each finder's file under its plain and its versioned name, gzip included."""
 
@@ -121,6 +167,9 @@ class Middleware(WhiteNoiseMiddleware):
                 if compressed:
                     self.gzip_copies[each] = str(compressed)
                 self.files[each] = self.get_static_file(path, each)
+        # A process still running an older checkout on this folder (a rolling restart) loses its copies:
+        # it then sends those files uncompressed (CopyOrPlainFile), never an error.
+        prune_copies(folder, self.gzip_copies.values())
 
     def _found_files(self):
         """{url: path}, the first finder's file for each name (as WhiteNoise and Django pick it)."""
@@ -141,7 +190,7 @@ class Middleware(WhiteNoiseMiddleware):
             headers["Access-Control-Allow-Origin"] = "*"
         copy = getattr(self, "gzip_copies", {}).get(url)
         encodings = {"gzip": copy} if copy else {"gzip": path + ".gz", "br": path + ".br"}
-        return StaticFile(path, headers.items(), stat_cache=stat_cache, encodings=encodings)
+        return CopyOrPlainFile(path, headers.items(), stat_cache=stat_cache, encodings=encodings)
 
     def immutable_file_test(self, path, url):
         return url in getattr(self, "immutable_urls", ())

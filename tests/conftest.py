@@ -15,6 +15,7 @@ from fluxo import embedded_redis
 from streams import announce, signatures
 from streams.auth import issue_api_token
 from streams.models import Source
+from tests.browser import browser, logged_in  # noqa: F401 (the browser tests' fixtures, registered here)
 from tests.processes import stop_embedded_redis_servers_under
 
 PAYLOADS = Path(__file__).parent / "payloads"
@@ -111,9 +112,9 @@ def cookie_for(db):
     def make(user):
         from django.test import Client
 
-        browser = Client()  # one per person: logging another one in would end the first one's session
-        browser.force_login(user)
-        return f"sessionid={browser.cookies['sessionid'].value}"
+        theirs = Client()  # one per person: logging another one in would end the first one's session
+        theirs.force_login(user)
+        return f"sessionid={theirs.cookies['sessionid'].value}"
 
     return make
 

@@ -9,11 +9,10 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from tests.browser import launch, needs_chromium
-from tests.processes import bare_env, daphne, http, manage, stop_embedded_redis
+from tests.browser import log_in, needs_chromium, running_site, wait_for
+from tests.processes import http, manage
 from tests.screenshots import PHONE, WIDE, screenshot
 
-WAIT_MS = 15000  # a bound on a failure, never a measured time
 EVIL = '<img src=x onerror="window.__pwned=1">'
 KOLKATA = ("Asia/Kolkata", "Asia/Calcutta")  # Chromium may report the older name of the same zone
 
@@ -44,21 +43,14 @@ def site(tmp_path_factory):
     """A migrated site with a superuser and a source that has received one Delete Lead carrying markup."""
     var_dir = tmp_path_factory.mktemp("alerts-browser")
     database = ScratchDatabase() if os.environ.get("DATABASE_URL", "").startswith("postgres") else None
-    env = bare_env(var_dir, DATABASE_URL=database.url if database else None)
     try:
-        manage(env, "migrate", "--noinput")
-        create = (
-            "from django.contrib.auth.models import User; User.objects.create_superuser('ada', 'a@x.io', 'pw-ada-123')"
-        )
-        manage(env, "shell", "-c", create)
-        source = json.loads(manage(env, "add_source", "Acme", "--munchkin-id", "123-ABC-456", "--json"))
-        with daphne(env) as base:
+        with running_site(var_dir, DATABASE_URL=database.url if database else None) as found:
+            base, source = found["base"], found["source"]
             push(base, source, {"activityTypeId": 37, "activityType": "Delete Lead", "primaryAttributeValue": EVIL})
             push(base, source, {"activityTypeId": 1, "activityType": "Visit Webpage", "primaryAttributeValue": "/"})
             refuse(base, source)
-            yield {"env": env, "base": base, "source": source}
+            yield found
     finally:
-        stop_embedded_redis(var_dir)
         if database:
             database.drop()
 
@@ -94,16 +86,6 @@ def push(base, source, *activities):
     assert status == 200, answer
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = launch(p)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def page(site, browser):
     context = browser.new_context(timezone_id="Asia/Kolkata")
@@ -112,22 +94,9 @@ def page(site, browser):
     page.on("request", lambda request: page.urls.append(request.url))
     page.on("pageerror", lambda error: page.errors.append(str(error)))
     page.on("dialog", lambda dialog: (page.errors.append(f"dialog: {dialog.message}"), dialog.dismiss()))
-    page.goto(site["base"] + "/accounts/login/?next=/alerts/rules/")
-    page.fill("input[name=username]", "ada")
-    page.fill("input[name=password]", "pw-ada-123")
-    page.click("button[type=submit]")
-    page.wait_for_url(site["base"] + "/alerts/rules/")
+    log_in(page, site["base"], "/alerts/rules/")
     yield page
     context.close()
-
-
-def wait_for(page, expression, timeout=WAIT_MS):
-    """Poll a JavaScript expression from here (the page's CSP rightly refuses Playwright's eval polling)."""
-    for _ in range(max(1, timeout // 50)):
-        if page.evaluate(expression):
-            return
-        page.wait_for_timeout(50)
-    raise AssertionError(f"still false after {timeout} ms: {expression}")
 
 
 def visible(page, field_name):
@@ -316,11 +285,7 @@ def page_paths(site):
 def test_no_page_scrolls_sideways_on_a_phone(site, browser):
     context = browser.new_context(viewport=PHONE, timezone_id="Asia/Kolkata")
     page = context.new_page()
-    page.goto(site["base"] + "/accounts/login/")
-    page.fill("input[name=username]", "ada")
-    page.fill("input[name=password]", "pw-ada-123")
-    page.click("button[type=submit]")
-    page.wait_for_url(site["base"] + "/")
+    log_in(page, site["base"])
     # A rule with a long change history (the page used to grow 15,000 px tall at this width).
     history = (
         "from alerts.models import Rule, RuleChange; "
@@ -349,11 +314,7 @@ def test_no_page_scrolls_sideways_on_a_phone(site, browser):
 def test_every_page_on_a_laptop_for_the_artefacts(site, browser):
     context = browser.new_context(viewport=WIDE, timezone_id="Asia/Kolkata")
     page = context.new_page()
-    page.goto(site["base"] + "/accounts/login/")
-    page.fill("input[name=username]", "ada")
-    page.fill("input[name=password]", "pw-ada-123")
-    page.click("button[type=submit]")
-    page.wait_for_url(site["base"] + "/")
+    log_in(page, site["base"])
     for name, path in page_paths(site).items():
         page.goto(site["base"] + path)
         page.wait_for_load_state("networkidle")
@@ -368,3 +329,32 @@ def test_every_page_on_a_laptop_for_the_artefacts(site, browser):
         return detail.right <= box.right + 1; }"""
     )
     context.close()
+
+
+def test_the_event_search_and_refused_pages_in_dark_mode_wide_and_on_a_phone(site, browser):
+    paths = {name: path for name, path in page_paths(site).items() if name in ("event", "events", "refused")}
+    for size, viewport in (("wide", WIDE), ("phone", PHONE)):
+        context = browser.new_context(viewport=viewport, timezone_id="Asia/Kolkata", color_scheme="dark")
+        page = context.new_page()
+        log_in(page, site["base"])
+        for name, path in paths.items():
+            page.goto(site["base"] + path)
+            page.wait_for_load_state("networkidle")
+            screenshot(page, f"dark-{size}-{name}")
+            assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0, (size, name)
+            # No light box left on the dark page: every panel, payload and table is on a dark surface.
+            light = page.evaluate(LIGHT_BOXES)
+            assert light == [], (size, name, light)
+            assert page.inner_text("#zone") in KOLKATA  # times in the viewer's zone, as on every page
+            assert page.evaluate(LOCALISED), (size, name)
+        context.close()
+
+
+# Every time shown was rewritten from the server's ISO text into the viewer's zone.
+LOCALISED = """() => { const times = [...document.querySelectorAll('main time[datetime]')];
+  return times.length > 0 && times.every(t => t.textContent !== t.getAttribute('datetime')); }"""
+# The elements drawn on a light background (every channel above 200) while the page is dark.
+LIGHT_BOXES = """() => [...document.querySelectorAll('main *')].filter(node => {
+  const m = getComputedStyle(node).backgroundColor.match(/\\d+/g);
+  return m && (m.length < 4 || Number(m[3]) > 0) && m.slice(0, 3).every(c => Number(c) > 200);
+}).map(node => node.tagName + (node.id ? '#' + node.id : '') + '.' + node.className)"""

@@ -5,18 +5,15 @@ alerts pages, setup, the admin, the login page, an error page) while the browser
 violation; an injected inline script is refused on the pages that had no policy before.
 """
 
-import json
-
 import orjson
 import pytest
 
-from tests.browser import launch, needs_chromium
+from tests.browser import MUNCHKIN_ID, WAIT_MS, needs_chromium, running_site
 from tests.ingest import activity
-from tests.processes import bare_env, daphne, http, manage, stop_embedded_redis
+from tests.processes import http
 
 pytestmark = [pytest.mark.slow, needs_chromium]
 
-WAIT_MS = 15000  # a bound on a failure, never a measured time
 # Recorded in the page before any of its own scripts run.
 RECORD_VIOLATIONS = """
 window.__violations = [];
@@ -28,47 +25,12 @@ document.addEventListener("securitypolicyviolation", (e) => {
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    var_dir = tmp_path_factory.mktemp("csp-browser")
-    env = bare_env(var_dir)
-    manage(env, "migrate", "--noinput")
-    manage(
-        env,
-        "shell",
-        "-c",
-        "from django.contrib.auth.models import User; User.objects.create_superuser('ada', 'a@x.io', 'pw-ada-123')",
-    )
-    source = json.loads(manage(env, "add_source", "Acme", "--munchkin-id", "123-ABC-456", "--json"))
-    with daphne(env) as base:
-        body = orjson.dumps({"munchkinId": "123-ABC-456", "activities": [activity(1), activity(12), activity(2)]})
+    with running_site(tmp_path_factory.mktemp("csp-browser")) as found:
+        base, source = found["base"], found["source"]
+        body = orjson.dumps({"munchkinId": MUNCHKIN_ID, "activities": [activity(1), activity(12), activity(2)]})
         headers = {"Authorization": f"Bearer {source['api_token']}", "Content-Type": "application/json"}
         assert http("POST", base + source["endpoints"]["legacy_push"], body, headers)[0] == 200
-        yield base, source
-    stop_embedded_redis(var_dir)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = launch(p)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
-def logged_in(site, browser):
-    base, _source = site
-    context = browser.new_context()
-    page = context.new_page()
-    page.goto(base + "/accounts/login/")
-    page.fill("input[name=username]", "ada")
-    page.fill("input[name=password]", "pw-ada-123")
-    page.click("button[type=submit]")
-    page.wait_for_url(base + "/")
-    state = context.storage_state()
-    context.close()
-    return state
+        yield found
 
 
 def watched(context):
@@ -134,7 +96,7 @@ ADMIN = ["/admin/", "/admin/auth/user/add/", "/admin/axes/accessattempt/", "/adm
 
 @pytest.mark.parametrize(("path", "ready"), DASHBOARDS)
 def test_the_dashboards_draw_and_go_live_without_a_violation(site, page, path, ready):
-    base, _source = site
+    base = site["base"]
     policy = visit(page, base + path, ready)
     if path == "/":
         page.wait_for_selector("#health td", timeout=WAIT_MS)
@@ -144,31 +106,31 @@ def test_the_dashboards_draw_and_go_live_without_a_violation(site, page, path, r
 
 @pytest.mark.parametrize("path", ALERTS)
 def test_the_alerts_pages_load_without_a_violation(site, page, path):
-    base, _source = site
+    base = site["base"]
     assert_clean(page, visit(page, base + path))
 
 
 @pytest.mark.parametrize("path", ADMIN)
 def test_the_admin_pages_carry_the_policy_and_break_none_of_it(site, page, path):
-    base, _source = site
+    base = site["base"]
     assert_clean(page, visit(page, base + path, "#content"))
 
 
 def test_the_sources_setup_page_in_the_admin(site, page):
-    base, source = site
+    base, source = site["base"], site["source"]
     assert_clean(page, visit(page, f"{base}/admin/streams/source/{source['id']}/setup/", "#content"))
     assert_clean(page, visit(page, f"{base}/admin/streams/source/{source['id']}/change/", "#content"))
 
 
 def test_an_inline_script_slipped_into_the_admin_is_refused(site, page):
-    base, _source = site
+    base = site["base"]
     visit(page, base + "/admin/", "#content")
     assert not injected_inline_script_runs(page)
     assert page.evaluate("window.__violations")
 
 
 def test_the_login_page_and_an_error_page_carry_the_policy(site, visitor):
-    base, _source = site
+    base = site["base"]
     assert_clean(visitor, visit(visitor, base + "/accounts/login/", "form.login"))
     assert not injected_inline_script_runs(visitor)
     assert "script-src 'self'" in visit(visitor, base + "/no-such-page/")

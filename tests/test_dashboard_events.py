@@ -180,6 +180,19 @@ def test_search_filters_by_lead_email_type_campaign_user_and_text(
     assert found(client, lead="3", text="care") == ["/careers"]
 
 
+def test_a_type_asked_for_by_its_text_is_kept_by_the_form(client, source, admin_user, key_server, signed_headers):
+    from tests.ingest import io_post
+
+    io_post(client, source, signed_headers, [audit("Email", "edit"), notification("campaign_abort", "x", {})])
+    client.force_login(admin_user)
+    audit_type = "com.adobe.platform.marketo.audit.user.email"
+    response = client.get("/events/", {"stream": "audit", "type": audit_type, "range": "1h"})
+    assert [row["label"] for row in response.context["rows"]] == ["Audit: user email"]
+    assert f'<option value="{audit_type}" selected>' in response.content.decode()
+    listed = client.get("/events/", {"type": "1", "range": "1h"}).content.decode()
+    assert listed.count('<option value="1" selected>') == 1  # a listed type gets no second option
+
+
 def test_search_is_always_within_a_bounded_time_range(client, source, api_token, admin_user):
     push(client, source, api_token, activity(1, lead="1", primary="/old"))
     push(client, source, api_token, activity(1, lead="1", primary="/new"))

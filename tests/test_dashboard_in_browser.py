@@ -14,12 +14,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.browser import launch, needs_chromium
+from tests.browser import WAIT_MS, needs_chromium, prepare, wait_for, watch
 from tests.conftest import KeyPair
-from tests.processes import BIN, ROOT, _wait_until_listening, bare_env, free_port, http, manage, stop_embedded_redis
+from tests.processes import BIN, ROOT, _wait_until_listening, free_port, http, manage, stop_embedded_redis
 from tests.screenshots import PHONE, screenshot
 
-WAIT_MS = 15000  # a bound on a failure, never a measured time
 SOURCE_NAME = "Acme <b>EMEA</b>"
 EVIL = '<img src=x onerror="window.__pwned=1">'
 EVIL_SCRIPT = "<script>window.__pwned=2</script>"
@@ -59,46 +58,13 @@ def daphne_on(env, port):
 def site(tmp_path_factory):
     """Two web processes on one database and Redis, an admin, and a source."""
     var_dir = tmp_path_factory.mktemp("dashboard-browser")
-    env = bare_env(var_dir)
-    manage(env, "migrate", "--noinput")
-    manage(
-        env,
-        "shell",
-        "-c",
-        "from django.contrib.auth.models import User; User.objects.create_superuser('ada', 'a@x.io', 'pw-ada-123')",
-    )
-    source = json.loads(manage(env, "add_source", SOURCE_NAME, "--munchkin-id", "123-ABC-456", "--json"))
     # Adobe I/O deliveries are verified against a key pinned on the source (no key host needed).
-    pem = SIGNER.pem.decode()
-    manage(env, "shell", "-c", f"from streams.models import Source; Source.objects.update(pinned_public_keys={pem!r})")
-    with daphne_on(env, free_port()) as base, daphne_on(env, free_port()) as other:
-        yield {"env": env, "base": base, "other": other, "source": source}
-    stop_embedded_redis(var_dir)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = launch(p)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
-def logged_in(site, browser):
-    """Ada's cookies, from logging in once through the login form (password hashing is slow)."""
-    context = browser.new_context()
-    page = context.new_page()
-    page.goto(site["base"] + "/accounts/login/")
-    page.fill("input[name=username]", "ada")
-    page.fill("input[name=password]", "pw-ada-123")
-    page.click("button[type=submit]")
-    page.wait_for_url(site["base"] + "/")
-    state = context.storage_state()
-    context.close()
-    return state
+    env, source = prepare(var_dir, source_name=SOURCE_NAME, pinned_key=SIGNER.pem.decode())
+    try:
+        with daphne_on(env, free_port()) as base, daphne_on(env, free_port()) as other:
+            yield {"env": env, "base": base, "other": other, "source": source}
+    finally:
+        stop_embedded_redis(var_dir)
 
 
 @pytest.fixture
@@ -107,35 +73,6 @@ def page(browser, logged_in):
     page = watch(context.new_page())
     yield page
     context.close()
-
-
-def watch(page):
-    """Record a page's dialogs, requests, socket frames and errors."""
-    page.dialogs, page.urls, page.frames_received, page.errors = [], [], [], []
-    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
-    page.on("request", lambda request: page.urls.append(request.url))
-    page.on("websocket", lambda socket: _watch_socket(page, socket))
-    page.on("pageerror", lambda error: page.errors.append(str(error)))
-    page.on("console", lambda message: message.type == "error" and page.errors.append(message.text))
-    return page
-
-
-def _watch_socket(page, socket):
-    page.urls.append(socket.url)
-    socket.on("framereceived", lambda payload: page.frames_received.append(str(payload)))
-
-
-def wait_for(page, expression, arg=None, timeout=WAIT_MS):
-    """Poll a JavaScript expression (or function of ``arg``) until it is truthy.
-
-    Polled from here, not with wait_for_function: Playwright's in-page polling evaluates strings,
-    which the page's Content-Security-Policy (no 'unsafe-eval') rightly refuses.
-    """
-    for _ in range(max(1, timeout // 50)):
-        if page.evaluate(expression, arg):
-            return
-        page.wait_for_timeout(50)
-    raise AssertionError(f"still false after {timeout} ms: {expression}")
 
 
 def wait_for_frame_with(page, text):
@@ -450,7 +387,7 @@ def test_a_custom_range_that_holds_now_fills_up_live(site, page):
     page.fill("#since", local_minute(now - timedelta(hours=1)))
     page.fill("#until", local_minute(now + timedelta(hours=1)))
     page.click("#apply-range")
-    wait_for(page, "document.getElementById('rate-chart').layout.uirevision === 'rate-custom'")
+    wait_for(page, "document.getElementById('rate-chart').layout.uirevision.startsWith('rate-custom-')")
     wait_for(page, "document.getElementById('live-status').textContent === 'live'")
     before = charted(page)
     push(site, activity("/custom-live-1"), activity("/custom-live-2"))

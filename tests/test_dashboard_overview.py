@@ -137,6 +137,28 @@ def test_the_live_window_charts_what_was_just_received_by_type(client, admin_use
     assert found["totals"]["by_stream"]["activity"] == 3
 
 
+def test_the_chart_zooms_its_time_axis_only_and_each_custom_range_is_drawn_whole(client, admin_user, acme_events):
+    client.force_login(admin_user)
+    layout = snapshot(client)["figure"]["layout"]
+    assert layout["yaxis"]["fixedrange"] is True  # a drag picks times (the page's range), not rates
+    assert layout["uirevision"] == "rate-15m"  # a sliding range keeps its view across re-syncs
+    one = snapshot(client, range="custom", since="2026-04-20T18:00", until="2026-04-20T19:00", tz="Asia/Kolkata")
+    again = snapshot(client, range="custom", since="2026-04-20T18:00", until="2026-04-20T19:00", tz="Asia/Kolkata")
+    zoomed = snapshot(client, range="custom", since="2026-04-20T18:10", until="2026-04-20T18:20", tz="Asia/Kolkata")
+    revisions = [s["figure"]["layout"]["uirevision"] for s in (one, again, zoomed)]
+    assert revisions[0] == revisions[1] != revisions[2]
+
+
+def test_the_overview_page_takes_its_range_and_source_from_its_address(client, admin_user, acme_events):
+    client.force_login(admin_user)
+    query = {"source": acme_events.id, "range": "custom", "since": "2026-04-20T18:10", "until": "2026-04-20T18:20"}
+    html = client.get("/", query).content.decode()
+    assert '<option value="custom" selected>' in html
+    assert 'value="2026-04-20T18:10"' in html and 'value="2026-04-20T18:20"' in html
+    assert f'<option value="{acme_events.id}" selected>' in html
+    assert '"eventsUrl": "/events/"' in html  # where the chart's clicks lead
+
+
 def test_the_feed_lists_the_latest_events_newest_first_with_what_a_person_reads(client, admin_user, acme_events):
     client.force_login(admin_user)
     feed = snapshot(client)["feed"]

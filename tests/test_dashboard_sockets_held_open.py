@@ -10,13 +10,12 @@ import json
 import os
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.browser import launch, needs_chromium
+from tests.browser import log_in, needs_chromium, running_site, wait_for
 from tests.conftest import KeyPair
-from tests.processes import bare_env, daphne, http, manage, stop_embedded_redis
+from tests.processes import http
 from tests.screenshots import screenshot
 
 HELD_S = 20
@@ -34,40 +33,19 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    var_dir = tmp_path_factory.mktemp("held-open")
-    env = bare_env(var_dir)
-    manage(env, "migrate", "--noinput")
-    manage(
-        env,
-        "shell",
-        "-c",
-        "from django.contrib.auth.models import User; User.objects.create_superuser('ada', 'a@x.io', 'pw-ada-123')",
-    )
-    source = json.loads(manage(env, "add_source", "Acme", "--munchkin-id", "123-ABC-456", "--json"))
-    pem = SIGNER.pem.decode()
-    manage(env, "shell", "-c", f"from streams.models import Source; Source.objects.update(pinned_public_keys={pem!r})")
-    with daphne(env) as base:
-        yield {"base": base, "source": source, "var_dir": Path(var_dir)}
-    stop_embedded_redis(var_dir)
+    with running_site(tmp_path_factory.mktemp("held-open"), pinned_key=SIGNER.pem.decode()) as found:
+        yield found
 
 
 @pytest.fixture(scope="module")
-def page(site):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = launch(p)
-        context = browser.new_context()
-        page = context.new_page()
-        page.goto(site["base"] + "/accounts/login/")
-        page.fill("input[name=username]", "ada")
-        page.fill("input[name=password]", "pw-ada-123")
-        page.click("button[type=submit]")
-        page.wait_for_url(site["base"] + "/")
-        page.sockets = []
-        page.on("websocket", lambda socket: page.sockets.append(socket))
-        yield page
-        browser.close()
+def page(site, browser):
+    context = browser.new_context()
+    page = context.new_page()
+    log_in(page, site["base"], "/setup/")  # a page without a socket of its own: each test counts its page's
+    page.sockets = []
+    page.on("websocket", lambda socket: page.sockets.append(socket))
+    yield page
+    context.close()
 
 
 def post_io(site, element):
@@ -114,7 +92,7 @@ def steady_feed(site, make_event):
 def hold_open(page, site, path, make_event, cell, name):
     page.sockets.clear()
     page.goto(site["base"] + path)
-    wait_for(page, "document.getElementById('live-status').textContent === 'live'")
+    wait_for(page, "document.getElementById('live-status').textContent === 'live'", timeout=WAIT_MS)
     drops_before = page.evaluate("window.FluxoLive.stats.drops")
     thread, markers = steady_feed(site, make_event)
     statuses = set()
@@ -133,14 +111,6 @@ def hold_open(page, site, path, make_event, cell, name):
     assert page.evaluate("window.FluxoLive.stats.drops") - drops_before == 0
     assert len(page.sockets) == 1 and not page.sockets[0].is_closed()
     assert statuses == {"live"}
-
-
-def wait_for(page, expression, timeout=WAIT_MS):
-    for _ in range(timeout // 50):
-        if page.evaluate(expression):
-            return
-        page.wait_for_timeout(50)
-    raise AssertionError(f"still false after {timeout} ms: {expression}")
 
 
 def web_log(site):

@@ -1,11 +1,8 @@
 """Pages as a person sees them, in real headless Chromium (Debian's, driven by Playwright)."""
 
-import json
-
 import pytest
 
-from tests.browser import launch, needs_chromium
-from tests.processes import bare_env, daphne, manage, stop_embedded_redis
+from tests.browser import PASSWORD, USERNAME, needs_chromium, running_site
 
 pytestmark = [
     pytest.mark.slow,
@@ -16,31 +13,8 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """A real web process with an admin and a source whose name tries to inject markup."""
-    var_dir = tmp_path_factory.mktemp("browser")
-    env = bare_env(var_dir)
-    manage(env, "migrate", "--noinput")
-    manage(
-        env,
-        "shell",
-        "-c",
-        "from django.contrib.auth.models import User; User.objects.create_superuser('ada', 'a@x.io', 'pw-ada-123')",
-    )
-    source = json.loads(
-        manage(env, "add_source", "<img src=x onerror=alert(1)>", "--munchkin-id", "123-ABC-456", "--json")
-    )
-    with daphne(env) as base:
-        yield base, source
-    stop_embedded_redis(var_dir)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = launch(p)
-        yield chromium
-        chromium.close()
+    with running_site(tmp_path_factory.mktemp("browser"), source_name="<img src=x onerror=alert(1)>") as found:
+        yield found
 
 
 @pytest.fixture
@@ -55,15 +29,16 @@ def page(browser):
 
 
 def log_in(page, base):
+    """From the overview's address: a visitor is sent to the login form first."""
     page.goto(base + "/")
     assert "/accounts/login/" in page.url
-    page.fill("input[name=username]", "ada")
-    page.fill("input[name=password]", "pw-ada-123")
+    page.fill("input[name=username]", USERNAME)
+    page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
 
 
 def test_a_person_logs_in_and_sees_their_sources_with_untrusted_text_escaped(site, page):
-    base, _ = site
+    base = site["base"]
     log_in(page, base)
     page.wait_for_selector("#health")
     assert page.url == base + "/"
@@ -73,16 +48,16 @@ def test_a_person_logs_in_and_sees_their_sources_with_untrusted_text_escaped(sit
 
 
 def test_a_wrong_password_is_refused_with_a_message(site, page):
-    base, _ = site
+    base = site["base"]
     page.goto(base + "/accounts/login/")
-    page.fill("input[name=username]", "ada")
+    page.fill("input[name=username]", USERNAME)
     page.fill("input[name=password]", "wrong")
     page.click("button[type=submit]")
     assert "didn't match" in page.inner_text("main")
 
 
 def test_the_admin_setup_page_shows_the_urls_to_give_adobe(site, page):
-    base, source = site
+    base, source = site["base"], site["source"]
     log_in(page, base)
     page.goto(f"{base}/admin/streams/source/{source['id']}/setup/")
     text = page.inner_text("#content")

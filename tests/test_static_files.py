@@ -2,6 +2,7 @@
 
 import gzip
 import re
+from pathlib import Path
 
 from django.conf import settings
 from django.templatetags.static import static
@@ -75,3 +76,32 @@ def test_a_file_compression_does_not_pay_for_gets_no_copy(tmp_path):
 def test_under_debug_pages_use_the_plain_names(settings):
     settings.DEBUG = True
     assert static("vendor/plotly.min.js") == "/static/vendor/plotly.min.js"
+
+
+def test_at_start_up_copies_of_superseded_versions_are_deleted_and_only_in_their_folder(tmp_path, settings):
+    settings.VAR_DIR = tmp_path
+    folder = tmp_path / static_files.GZIP_DIR_NAME
+    stale = folder / "vendor" / "plotly.min.0123456789ab.js.gz"
+    left_scratch = folder / "css" / ".fluxo.0123456789ab.css.gz.999999999.1"
+    for path in (stale, left_scratch):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"old")
+    beside = tmp_path / "plotly.min.0123456789ab.js.gz"  # in VAR_DIR, outside the copies' folder
+    beside.write_bytes(b"not ours")
+    middleware = static_files.Middleware(lambda request: None)
+    current = folder / f"{static_files.versioned_name('vendor/plotly.min.js')}.gz"
+    assert current.exists() and str(current) in middleware.gzip_copies.values()
+    assert not stale.exists() and not left_scratch.exists()
+    assert beside.read_bytes() == b"not ours"
+    assert {str(p) for p in folder.rglob("*") if p.is_file()} == set(middleware.gzip_copies.values())
+
+
+def test_a_copy_deleted_under_a_running_process_is_sent_plain(tmp_path, settings, client):
+    settings.VAR_DIR = tmp_path
+    middleware = static_files.Middleware(lambda request: None)
+    url = static("vendor/plotly.min.js")
+    Path(middleware.gzip_copies[url]).unlink()  # as a newer process sharing the folder would
+    response = middleware.files[url].get_response("GET", {"HTTP_ACCEPT_ENCODING": "gzip"})
+    assert not any(name == "Content-Encoding" for name, _ in response.headers)
+    assert response.file.read() == PLOTLY.read_bytes()
+    response.file.close()

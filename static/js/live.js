@@ -207,7 +207,8 @@ window.FluxoLive = (function () {
     return params;
   }
 
-  /* Call ``onChange(sourceChanged)`` when a complete choice is made (a custom range needs both ends). */
+  /* Call ``onChange(sourceChanged)`` when a complete choice is made (a custom range needs both ends);
+   * returns choose({range, since, until}), which makes a choice as the person would. */
   function watchScope(onChange) {
     var source = byId("source").value;
     function changed() {
@@ -221,6 +222,20 @@ window.FluxoLive = (function () {
     byId("source").addEventListener("change", changed);
     byId("range").addEventListener("change", changed);
     byId("apply-range").addEventListener("click", changed);
+    return choose;
+
+    /* The range chosen for the person (a zoom on a chart): the pickers show it, the page follows it. */
+    function choose(range) {
+      byId("range").value = range.range;
+      byId("since").value = range.since || "";
+      byId("until").value = range.until || "";
+      changed();
+    }
+  }
+
+  /* What the range pickers show now, for choose() to go back to. */
+  function chosenRange() {
+    return { range: byId("range").value, since: byId("since").value, until: byId("until").value };
   }
 
   /* Whether an event received at ``iso`` belongs to a snapshot's window and arrives live into it: the
@@ -244,6 +259,6 @@ window.FluxoLive = (function () {
   return {
     zone: zone, cell: cell, linkCell: linkCell, parseTime: parseTime, shownTime: shownTime, localiseTimes: localiseTimes,
     setStatus: setStatus, Connection: Connection, livePage: livePage, stats: stats, getJson: getJson,
-    scopeParams: scopeParams, watchScope: watchScope, takesLive: takesLive, colourOf: colourOf,
+    scopeParams: scopeParams, watchScope: watchScope, chosenRange: chosenRange, takesLive: takesLive, colourOf: colourOf,
   };
 })();

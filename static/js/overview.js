@@ -17,6 +17,13 @@
   var MAX_TRACES = 10;
   var RESYNC_MS = 5 * 60 * 1000; // a live window re-syncs now and then (old buckets leave the totals)
   var REASONS = ["auth", "signature", "malformed", "too_large"];
+  var HOVER = "%{y:.1f} per minute · click to list them<extra>%{fullData.name}</extra>"; // dashboard.figures.HOVER
+  // A drag zooms (it sets the range); panning, box selection and the zoom buttons would not.
+  var CHART_CONFIG = {
+    displaylogo: false, responsive: true,
+    showTips: false, // its "double-click to zoom back out" would cover the range pickers; the page says it
+    modeBarButtonsToRemove: ["pan2d", "select2d", "lasso2d", "zoomIn2d", "zoomOut2d", "autoScale2d", "resetScale2d"],
+  };
 
   var config = JSON.parse(document.getElementById("overview-config").textContent);
   var zone = window.FluxoLive.zone;
@@ -31,6 +38,8 @@
     health: new Map(), // source id -> health row, kept live (liveHealth)
     rules: null,       // the windows health values are computed over (the snapshot's health_rules)
     topTypes: new Map(),
+    drillBound: false,
+    back: [],          // the ranges chosen before each zoom (a double-click goes back to the last)
   };
 
   var L = window.FluxoLive;
@@ -81,7 +90,8 @@
     state.epochs = [];
     for (var t = since; t < parseTime(window_.until); t += step) state.epochs.push(t);
     state.traceOf = new Map(figure.data.map(function (trace, i) { return [trace.meta.key, i]; }));
-    Plotly.react(chart, figure.data, figure.layout, { displaylogo: false, responsive: true });
+    Plotly.react(chart, figure.data, figure.layout, CHART_CONFIG);
+    if (!state.drillBound) { bindDrill(chart); state.drillBound = true; }
   }
 
   function traceFor(key, label) {
@@ -93,7 +103,7 @@
       type: "bar", name: plotlyText(label), meta: { key: key },
       x: state.epochs.map(plotlyTime), y: state.epochs.map(function () { return 0; }),
       marker: { color: L.colourOf(key) },  // by key, as the server colours it: the same on every page
-      hovertemplate: "%{y:.1f} per minute<extra>%{fullData.name}</extra>",
+      hovertemplate: HOVER,
     });
     state.traceOf.set(key, index);
     if (index === 0) Plotly.relayout(chart, { "xaxis.autorange": true, annotations: [] });
@@ -163,6 +173,89 @@
     };
     Plotly.extendTraces(chart, update, indices, cap);
     state.epochs = state.epochs.concat(buckets).slice(-cap);
+  }
+
+  // --- Drill-down and zoom -----------------------------------------------------------------------------
+  // A bar opens the search for its type (and the chosen source) over its bucket; a legend entry, for its
+  // type over the range; a drag across the time axis chooses that span as the range (a custom one).
+
+  /* The search's filters for a type key ("stream|type|activity type id", dashboard.labels.type_key): an
+   * activity type by its id, any other by its text; "other" (the types without a trace) none. */
+  function typeFilter(key) {
+    if (key === "other") return {};
+    var first = key.indexOf("|"), last = key.lastIndexOf("|");
+    return { stream: key.slice(0, first), type: key.slice(last + 1) || key.slice(first + 1, last) };
+  }
+
+  /* A moment as a datetime-local input shows it in the viewer's zone (buckets start on whole minutes). */
+  function inputTime(ms) { return plotlyTime(ms).slice(0, 16).replace(" ", "T"); }
+
+  function searchUrl(key, sinceMs, untilMs) {
+    var params = new URLSearchParams({
+      source: $("source").value, range: "custom", since: inputTime(sinceMs), until: inputTime(untilMs), tz: zone,
+    });
+    var filter = typeFilter(key);
+    if (filter.stream) params.set("stream", filter.stream);
+    if (filter.type) params.set("type", filter.type);
+    return config.eventsUrl + "?" + params.toString();
+  }
+
+  function openBar(point) {
+    var trace = point.data;
+    var x = trace.x[point.pointNumber];
+    var bucket = state.epochs.find(function (t) { return plotlyTime(t) === x; });
+    if (bucket === undefined) return;
+    window.location.assign(searchUrl(trace.meta.key, bucket, bucket + state.snap.window.bucket_seconds * 1000));
+  }
+
+  /* The whole range, or its last searchMaxDays (what one search covers at most). */
+  function openType(key) {
+    var win = state.snap.window;
+    var until = parseTime(win.until);
+    var since = Math.max(parseTime(win.since), until - config.searchMaxDays * 86400000);
+    window.location.assign(searchUrl(key, since, until));
+  }
+
+  /* A naive local time from the chart's axis ("2026-04-20 18:03:27.5") to whole minutes, down or up, as
+   * a datetime-local input takes it (wall-clock arithmetic, done in UTC so no zone shifts it). */
+  var AXIS_TIME = /^(\d{4})-(\d\d)-(\d\d)(?:[ T](\d\d):(\d\d)(?::(\d\d(?:\.\d*)?))?)?/;
+  function axisMinute(text, up) {
+    var m = AXIS_TIME.exec(String(text));
+    if (!m) return null;
+    var ms = Date.UTC(+m[1], +m[2] - 1, +m[3], +(m[4] || 0), +(m[5] || 0));
+    if (up && Number(m[6] || 0) > 0) ms += 60000;
+    return ms;
+  }
+
+  function zoomed(update, choose) {
+    var range = update["xaxis.range"] || [update["xaxis.range[0]"], update["xaxis.range[1]"]];
+    var since = axisMinute(range[0], false), until = axisMinute(range[1], true);
+    if (since === null || until === null) return; // not a zoom (autorange, a resize, a legend click)
+    if (until <= since) until = since + 60000;
+    var iso = function (ms) { return new Date(ms).toISOString().slice(0, 16); };
+    state.back.push(L.chosenRange());
+    choose({ range: "custom", since: iso(since), until: iso(until) });
+  }
+
+  function bindDrill(chart) {
+    // A double-click's first click reaches plotly_click too: a bar opens once no second click follows.
+    var pending = null;
+    chart.on("plotly_click", function (event) {
+      if (!event.points.length) return;
+      var point = event.points[0];
+      clearTimeout(pending);
+      pending = setTimeout(function () { openBar(point); }, chart._context.doubleClickDelay || 300);
+    });
+    chart.on("plotly_legendclick", function (event) {
+      if (event.event && (event.event.shiftKey || event.event.altKey)) return true; // Plotly's own: hide or show
+      openType(event.data[event.curveNumber].meta.key);
+      return false;
+    });
+    chart.on("plotly_relayout", function (update) { zoomed(update, choose); });
+    chart.on("plotly_doubleclick", function () {
+      clearTimeout(pending);
+      if (state.back.length) choose(state.back.pop());
+    });
   }
 
   // --- Totals, top types, feed, health ----------------------------------------------------------------
@@ -365,6 +458,11 @@
     immediate: function (frame) { if (frame.type !== "live.alerts") return false; alertsPanel.apply(frame.alerts); return true; },
   });
 
-  L.watchScope(function (sourceChanged) { if (sourceChanged) loop.replace(); else loop.resync(); });
+  var choose = L.watchScope(function (sourceChanged) {
+    var shown = L.scopeParams();
+    shown.delete("tz");
+    history.replaceState(null, "", "?" + shown.toString());
+    if (sourceChanged) loop.replace(); else loop.resync();
+  });
   setInterval(function () { if (!document.hidden && state.snap) drawHealth(); }, 15000);
 })();
