@@ -28,7 +28,7 @@ CHROMIUM_FLAGS = [
 WAIT_MS = 15000  # a bound on a failure, never a measured time
 USERNAME, PASSWORD = "ada", "pw-ada-123"
 MUNCHKIN_ID = "123-ABC-456"
-_CREATE_ADMIN = (
+CREATE_ADMIN = (
     f"from django.contrib.auth.models import User; User.objects.create_superuser({USERNAME!r}, 'a@x.io', {PASSWORD!r})"
 )
 
@@ -75,7 +75,7 @@ def prepare(var_dir, source_name="Acme", pinned_key=None, **env):
     ``pinned_key``, a PEM, when given); (environment, the source as add_source --json gives it)."""
     env = bare_env(var_dir, **env)
     manage(env, "migrate", "--noinput")
-    manage(env, "shell", "-c", _CREATE_ADMIN)
+    manage(env, "shell", "-c", CREATE_ADMIN)
     source = json.loads(manage(env, "add_source", source_name, "--munchkin-id", MUNCHKIN_ID, "--json"))
     if pinned_key:
         pinned = f"from streams.models import Source; Source.objects.update(pinned_public_keys={pinned_key!r})"

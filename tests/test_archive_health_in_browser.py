@@ -5,12 +5,12 @@ import json
 
 import pytest
 
-from tests.browser import needs_chromium
-from tests.processes import bare_env, free_port, manage, stop_embedded_redis
+from tests.browser import CREATE_ADMIN, needs_chromium, wait_for
+from tests.processes import bare_env, daphne, manage, stop_embedded_redis
 from tests.screenshots import PHONE, WIDE, screenshot
-from tests.test_dashboard_in_browser import browser, daphne_on, logged_in, page, wait_for, watch
+from tests.test_dashboard_in_browser import page
 
-__all__ = ["browser", "logged_in", "page", "watch"]  # fixtures shared with the overview's browser tests
+__all__ = ["page"]  # the overview's browser tests' page fixture (browser and logged_in: tests/browser.py)
 
 pytestmark = [pytest.mark.slow, needs_chromium]
 
@@ -35,16 +35,11 @@ def site(tmp_path_factory):
     (var_dir / "archive").mkdir()
     env = bare_env(var_dir, FLUXO_ARCHIVE_DEST=str(var_dir / "archive"), FLUXO_RETENTION_DAYS="3")
     manage(env, "migrate", "--noinput")
-    manage(
-        env,
-        "shell",
-        "-c",
-        "from django.contrib.auth.models import User; User.objects.create_superuser('ada', 'a@x.io', 'pw-ada-123')",
-    )
+    manage(env, "shell", "-c", CREATE_ADMIN)
     for name, munchkin in (("Acme ok", "111-AAA-111"), ("Acme behind", "222-BBB-222"), ("Acme failing", "333-CCC-333")):
         json.loads(manage(env, "add_source", name, "--munchkin-id", munchkin, "--json"))
     manage(env, "shell", "-c", STATES)
-    with daphne_on(env, free_port()) as base:
+    with daphne(env) as base:
         yield {"env": env, "base": base}
     stop_embedded_redis(var_dir)
 
