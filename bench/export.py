@@ -68,6 +68,8 @@ def env():
         "DATABASE_URL": f"{SERVER}/{DATABASE}",
         "FLUXO_VAR_DIR": str(ROOT / "var" / "bench-export"),
         "DJANGO_SETTINGS_MODULE": "fluxo.settings",
+        # PostgreSQL needs a Redis named (fluxo.settings): the local one unless told otherwise.
+        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
     }
 
 
