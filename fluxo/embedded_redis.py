@@ -193,10 +193,23 @@ def serve():
     With REDIS_URL set there is nothing to run: it idles, so that honcho, which stops every process
     when one exits, keeps the others running.
     """
+    # The handlers first: a SIGTERM that comes while the server starts must stop it too, not kill this
+    # process by default and leave the server to its parent-death signal.
+    running, stopping = [], []
+
+    def forward(signum, _frame):
+        stopping.append(signum)
+        for server in running:
+            if server.poll() is None:
+                server.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
     var_dir = embedded_dir()
     if var_dir is None:
         print("fluxo: REDIS_URL is set; no embedded Redis to run", file=sys.stderr, flush=True)
-        signal.pause()
+        if not stopping:
+            signal.pause()
         return 0
     var_dir.mkdir(parents=True, exist_ok=True)
     sock = socket_path(var_dir)
@@ -209,20 +222,13 @@ def serve():
         server = subprocess.Popen(  # noqa: S603 (our own binary, fixed arguments)
             _server_args(var_dir, sock, daemonize=False), stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
         )
-        if not _wait_until_answering(sock, 10, server):
+        running.append(server)
+        if stopping:  # asked to stop while it started
+            server.send_signal(signal.SIGTERM)
+        elif not _wait_until_answering(sock, 10, server):
             server.kill()
             raise SystemExit(f"fluxo: the embedded Redis did not start; see {var_dir / 'redis.log'}")
     print(f"fluxo: embedded Redis on {sock} (pid {server.pid})", file=sys.stderr, flush=True)
-    return _run_until_stopped(server)
-
-
-def _run_until_stopped(server):
-    def forward(signum, _frame):
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
     return server.wait()
 
 

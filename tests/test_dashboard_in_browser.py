@@ -435,6 +435,8 @@ def test_health_says_what_duplicates_are_and_its_rate_is_the_server_s(site, page
     push(site, *[activity(f"/rate-{i}") for i in range(30)])
     wait_for(page, "[...document.querySelectorAll('#feed td')].some(td => td.textContent === '/rate-29')")
     shown = float(health_cells(page)[4])
+    # The events occurred in April: a lag of months reads in days, not in millions of seconds.
+    assert re.fullmatch(r"\d+ days / \d+ days", health_cells(page)[5]), health_cells(page)[5]
     server = page.evaluate(
         "() => fetch('/api/v1/overview?source=all&range=15m').then(r => r.json()).then(s => s.health[0].per_minute)"
     )

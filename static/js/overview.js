@@ -399,13 +399,22 @@
     return cell("td", text, "archive " + (archive.state === "ok" ? "state ok" : "state silent"));
   }
 
+  // A lag in seconds as people read it: "2.4 s", "14 min", "3.2 h", "226 days" (a backfill's is old).
+  function duration(seconds) {
+    var s = Number(seconds);
+    if (s < 120) return s + " s";
+    if (s < 7200) return Math.round(s / 60) + " min";
+    if (s < 172800) return (s / 3600).toFixed(1) + " h";
+    return Math.round(s / 86400) + " days";
+  }
+
   function drawHealth() {
     var body = $("health").tBodies[0];
     var rows = Array.from(state.health.values()).map(function (h) {
       var tr = document.createElement("tr");
       var st = stateText(h);
       var now = currentValues(h);
-      var lag = now.p50 === null ? "–" : now.p50 + " s / " + now.p95 + " s";
+      var lag = now.p50 === null ? "–" : duration(now.p50) + " / " + duration(now.p95);
       var refused = REASONS.map(function (r) { return h.rejected[r] || 0; }).join(" / ");
       tr.dataset.source = h.source;
       tr.append(cell("td", h.name), cell("td", h.munchkin_id), cell("td", st[1], "state " + st[0]),
