@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from dashboard.health import LAG_SAMPLE
 from tests.browser import WAIT_MS, needs_chromium, prepare, wait_for, watch
 from tests.conftest import KeyPair
 from tests.processes import BIN, ROOT, _wait_until_listening, free_port, http, manage, stop_embedded_redis
@@ -98,11 +99,11 @@ def push(site, *activities, base=None):
     return json.loads(answer)
 
 
-def activity(primary="/pricing", lead=7, type_id=1, name="Visit Webpage"):
+def activity(primary="/pricing", lead=7, type_id=1, name="Visit Webpage", at="2026-04-20T18:43:56Z"):
     return {
         "marketoGUID": f"browser-{next(_guids)}",
         "leadId": lead,
-        "activityDate": "2026-04-20T18:43:56Z",
+        "activityDate": at,
         "activityTypeId": type_id,
         "activityType": name,
         "primaryAttributeValue": primary,
@@ -362,8 +363,11 @@ def test_stream_health_follows_the_deltas_without_a_new_snapshot(site, page):
     snapshots = snapshots_requested(page)
     before = health_cells(page)
     per_minute, duplicates = float(before[4]), int(before[6])
-    again = activity("/health-dup")
-    push(site, *[activity(f"/health-{i}") for i in range(29)], again)
+    # A whole lag sample of events that just happened: p50 and p95 are seconds, not the earlier tests'
+    # April activities, whatever day the suite runs on.
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    again = activity("/health-dup", at=now)
+    push(site, *[activity(f"/health-{i}", at=now) for i in range(LAG_SAMPLE - 1)], again)
     push(site, again)  # stored once: a duplicate, and no batch of its own
     wait_for(page, "n => Number(document.querySelector('#health tbody td.per-minute').textContent) >= n",
              arg=per_minute + 2 - 0.01)  # fmt: skip
@@ -432,8 +436,10 @@ def test_a_source_added_while_the_overview_is_open_appears_without_reloading(sit
 
 def test_health_says_what_duplicates_are_and_its_rate_is_the_server_s(site, page):
     open_overview(page, site)
-    push(site, *[activity(f"/rate-{i}") for i in range(30)])
-    wait_for(page, "[...document.querySelectorAll('#feed td')].some(td => td.textContent === '/rate-29')")
+    # A whole lag sample of April activities (an earlier test's fresh ones leave it).
+    push(site, *[activity(f"/rate-{i}") for i in range(LAG_SAMPLE)])
+    wait_for(page, "t => [...document.querySelectorAll('#feed td')].some(td => td.textContent === t)",
+             arg=f"/rate-{LAG_SAMPLE - 1}")  # fmt: skip
     shown = float(health_cells(page)[4])
     # The events occurred in April: a lag of months reads in days, not in millions of seconds.
     assert re.fullmatch(r"\d+ days / \d+ days", health_cells(page)[5]), health_cells(page)[5]
