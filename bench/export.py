@@ -124,7 +124,10 @@ def fill(rows, days):
 def table_facts():
     with psycopg.connect(f"{SERVER}/{DATABASE}") as conn:
         rows = conn.execute("SELECT count(*) FROM streams_event").fetchone()[0]
-        size = conn.execute("SELECT pg_total_relation_size('streams_event')").fetchone()[0]
+        # A partitioned table's own size is 0: its partitions hold the rows and indexes.
+        size = conn.execute(
+            "SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('streams_event')"
+        ).fetchone()[0]
         source, day, busiest = conn.execute(
             "SELECT source_id, (received_at AT TIME ZONE 'UTC')::date AS day, count(*) FROM streams_event "
             "GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 1"
