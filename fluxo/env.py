@@ -30,6 +30,7 @@ KNOWN = {
     "FLUXO_ARCHIVE_FAILURE_DAYS",
     "FLUXO_ARCHIVE_S3_ENDPOINT_URL",
     "FLUXO_DB_CONNECT_TIMEOUT",
+    "FLUXO_DB_PREPARED_STATEMENTS",
     "FLUXO_EMBEDDED_REDIS",
     "FLUXO_JOURNAL_LEASE_SECONDS",
     "FLUXO_JOURNAL_POLL_SECONDS",
@@ -128,11 +129,11 @@ def get_archive_dest(name):
     return raw
 
 
-def parse_database_url(url, base_dir, connect_timeout):
+def parse_database_url(url, base_dir, connect_timeout, prepared_statements=True):
     """Turn postgres://, postgresql:// or sqlite:///PATH into a Django DATABASES entry."""
     parts = urlsplit(url)
     if parts.scheme in ("postgres", "postgresql"):
-        return _postgres(parts, connect_timeout)
+        return _postgres(parts, connect_timeout, prepared_statements)
     if parts.scheme == "sqlite":
         path = unquote(parts.path)
         if parts.netloc or not path or path == "/":
@@ -141,11 +142,22 @@ def parse_database_url(url, base_dir, connect_timeout):
     raise ImproperlyConfigured(f"DATABASE_URL must start with postgres://, postgresql:// or sqlite:///, not {url!r}")
 
 
-def _postgres(parts, connect_timeout):
+# psycopg prepares a statement once a connection has run it this many times, or at once when asked
+# (``execute(prepare=True)``: the ingest store's one statement). Django's own cursors bind on the
+# client side and never prepare, so in effect only what asks is prepared.
+_PREPARE_ONLY_WHEN_ASKED = 2**31 - 1
+
+
+def _postgres(parts, connect_timeout, prepared_statements):
     name = unquote(parts.path.lstrip("/"))
     if not name:
         raise ImproperlyConfigured("DATABASE_URL names no database")
     options = {"connect_timeout": connect_timeout}
+    # Django's default (None) turns preparing off altogether, for poolers that cannot keep a prepared
+    # statement (pgbouncer in transaction mode before 1.21, or without max_prepared_statements). Then
+    # PostgreSQL parses and plans the store's statement on every request: 0.8 of the 2.2 ms of backend
+    # CPU a 20-event request costs (BENCHMARKS.md, issue 15). FLUXO_DB_PREPARED_STATEMENTS=false is that.
+    options["prepare_threshold"] = _PREPARE_ONLY_WHEN_ASKED if prepared_statements else None
     for key, values in parse_qs(parts.query).items():
         options[key] = values[-1]
     # Under ASGI every request runs its sync view in a thread of its own, and Django's persistent

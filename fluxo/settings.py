@@ -132,9 +132,14 @@ TEMPLATES = [
 
 # --- Database ------------------------------------------------------------------------------------
 FLUXO_DB_CONNECT_TIMEOUT = env.get_int("FLUXO_DB_CONNECT_TIMEOUT", 3, minimum=1)
+FLUXO_DB_PREPARED_STATEMENTS = env.get_bool("FLUXO_DB_PREPARED_STATEMENTS", True)
 _database_url = env.get_str("DATABASE_URL")
 if _database_url:
-    DATABASES = {"default": env.parse_database_url(_database_url, BASE_DIR, FLUXO_DB_CONNECT_TIMEOUT)}
+    DATABASES = {
+        "default": env.parse_database_url(
+            _database_url, BASE_DIR, FLUXO_DB_CONNECT_TIMEOUT, prepared_statements=FLUXO_DB_PREPARED_STATEMENTS
+        )
+    }
 else:
     DATABASES = {"default": env.sqlite_database(VAR_DIR / "fluxo.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

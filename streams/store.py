@@ -259,7 +259,8 @@ def _store_postgres(rows, receiving, protocol, received_at, meta):
     params = _store_params(rows, receiving, protocol, received_at, meta, total)
     # Binary parameters need psycopg's own cursor: Django's binds on the client side and dumps the
     # arrays as text in pure Python (90 ms of CPU per 500 rows, against 10 ms in binary). Prepared
-    # on each pooled connection the first time (the text never changes): no parse or plan after that.
+    # on each pooled connection the first time (the text never changes): no parse or plan after that,
+    # unless FLUXO_DB_PREPARED_STATEMENTS turned preparing off (fluxo.env).
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.adapters.register_dumper(_TextArray, _TextArrayDumper)

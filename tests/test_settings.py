@@ -95,7 +95,12 @@ def test_database_urls_of_every_documented_form_are_understood(tmp_path):
         "6543",
     )
     pool = pg["OPTIONS"].pop("pool")
+    prepare_threshold = pg["OPTIONS"].pop("prepare_threshold")
     assert pg["OPTIONS"] == {"connect_timeout": 3, "sslmode": "require"}
+    # On: only what asks for it is prepared (Django's cursors bind on the client and never do).
+    assert prepare_threshold >= 2**31 - 1
+    off = env.parse_database_url("postgres://localhost/x", tmp_path, 3, prepared_statements=False)
+    assert off["OPTIONS"]["prepare_threshold"] is None  # Django's default: for poolers that cannot keep them
     # A pool, not per-thread persistent connections (ASGI runs each request in a new thread).
     assert (pg["CONN_MAX_AGE"], pool["timeout"], pg["CONN_HEALTH_CHECKS"]) == (0, 3, True)
     assert env.parse_database_url("postgresql://localhost/x", tmp_path, 3)["NAME"] == "x"
