@@ -47,6 +47,13 @@ def parse_args():
     parser.add_argument("--legacy-pool", type=int, default=1200, help="500-activity bodies for the closed loop")
     parser.add_argument("--io-pool", type=int, default=6000, help="signed bodies for the closed loop")
     parser.add_argument("--balance", choices=("reuseport", "shared"), default="reuseport", help="fluxo.serve's")
+    parser.add_argument(
+        "--server",
+        choices=("daphne", "uvicorn"),
+        default="daphne",
+        help="daphne: fluxo.serve, as deployed; uvicorn: the same application under uvicorn (httptools, uvloop), "
+        "to measure what the HTTP server costs (not a deployment: no body cap before reading)",
+    )
     parser.add_argument("--tree", default=str(ROOT), help="the Fluxo tree to serve (e.g. a copy with a change)")
     parser.add_argument("--results", default=str(ROOT / "var" / "bench" / "results.json"))
     parser.add_argument("--log", default=str(ROOT / "var" / "bench" / "server.log"))
@@ -90,13 +97,21 @@ def free_port():
 
 
 class Server:
-    """``python -m fluxo.serve`` with N daphne processes, as the README recommends for production."""
+    """``python -m fluxo.serve`` with N daphne processes, as the README recommends for production.
 
-    def __init__(self, workers, key_url, log_path, tree, balance):
+    Or, with ``kind="uvicorn"``, the same ASGI application in N uvicorn processes (its own supervisor,
+    one shared socket): the HTTP server's share of the CPU per request, measured by swapping it alone.
+    """
+
+    def __init__(self, workers, key_url, log_path, tree, balance, kind="daphne"):
         self.workers, self.port, self.tree = workers, free_port(), tree
         self.command = [sys.executable, "-m", "fluxo.serve", "--workers", str(workers), "--bind", f"{HOST}:{self.port}"]
         if balance != "reuseport":
             self.command += ["--balance", balance]
+        if kind == "uvicorn":
+            self.command = [sys.executable, "-m", "uvicorn", "fluxo.asgi:application", "--host", HOST]
+            self.command += ["--port", str(self.port), "--workers", str(workers), "--http", "httptools"]
+            self.command += ["--loop", "uvloop", "--lifespan", "off", "--no-access-log", "--log-level", "warning"]
         self.env = {**os.environ, "ADOBE_IO_KEY_BASE_URL": key_url}
         self.log_path = Path(log_path)
 
@@ -109,10 +124,11 @@ class Server:
         return self
 
     def daphne_pids(self):
+        """The serving processes: the children (fluxo.serve, uvicorn's supervisor), or the one process."""
         deadline = time.monotonic() + 30
         while len(pids := cpu.children_of(self.proc.pid)) < self.workers and time.monotonic() < deadline:
             time.sleep(0.1)
-        return pids
+        return pids or [self.proc.pid]
 
     def __exit__(self, *exc):
         self.proc.terminate()
@@ -143,9 +159,10 @@ class Bench:
 
     def configuration(self, workers, label):
         """Every phase against ``workers`` daphne processes, then the ceiling with as many writers."""
-        print(f"\n== {label}: {workers} daphne process(es)", flush=True)
-        report = {"label": label, "workers": workers, "phases": {}}
-        with Server(workers, self.key_url, self.args.log, self.args.tree, self.args.balance) as server:
+        print(f"\n== {label}: {workers} {self.args.server} process(es)", flush=True)
+        report = {"label": label, "workers": workers, "server": self.args.server, "phases": {}}
+        a = self.args
+        with Server(workers, self.key_url, a.log, a.tree, a.balance, a.server) as server:
             report["server_command"] = " ".join(["python", *server.command[1:]])
             if not load.wait_until_serving(HOST, server.port, self.source["endpoints"]["legacy_push"]):
                 raise SystemExit("the server did not start; see " + str(self.args.log))

@@ -68,21 +68,36 @@ class RoundTrips:
 
 def _round_trips(path, since):
     trips, label, started = [], None, None
-    with path.open() as trace:
-        trace.seek(since)
-        for line in trace:
-            parts = line.rstrip("\n").split("\t")
+    prepared = {}  # statement name -> label: a prepared statement's later runs send only Bind
+    offset = 0
+    with path.open("rb") as trace:
+        for raw in trace:
+            offset += len(raw)
+            parts = raw.decode(errors="replace").rstrip("\n").split("\t")
             if len(parts) < 4:
                 continue
             moment = _seconds(parts[0])
+            rest = parts[4] if len(parts) > 4 else ""
+            if parts[1] == "F" and parts[3] == "Parse" and (name := _quoted(rest, 0)):
+                prepared[name] = _label(_statement("Parse", rest)) + " (prepared)"
+            if offset <= since:  # before the mark: only the names prepared there are wanted
+                continue
             if parts[1] == "F" and label is None:
                 label, started = "", moment
             if parts[1] == "F" and parts[3] in ("Query", "Parse") and not label:
-                label = _label(_statement(parts[3], parts[4] if len(parts) > 4 else ""))
+                label = _label(_statement(parts[3], rest))
+            if parts[1] == "F" and parts[3] == "Bind" and not label and (name := _quoted(rest, 1)):
+                label = prepared.get(name, f"prepared {name}")
             if parts[1] == "B" and parts[3] == "ReadyForQuery" and label is not None:
                 trips.append((label or "(empty query: the pool's check)", moment - started))
                 label = None
     return trips
+
+
+def _quoted(rest, n):
+    """The n-th double-quoted field of a traced message (Parse: the statement; Bind: portal, statement)."""
+    fields = rest.split('"')
+    return fields[2 * n + 1] if len(fields) > 2 * n + 1 else ""
 
 
 def _seconds(stamp):
