@@ -9,16 +9,15 @@ can take the snapshot and then apply the announced changes with one piece of cod
 import logging
 from datetime import timedelta
 
-import orjson
 from django.db import InterfaceError, OperationalError
 from django.db.models import Q
-from django.http import HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from alerts import announce
 from alerts.access import visible_alerts
 from alerts.models import Alert
+from fluxo.answers import json_answer, json_error
 from streams.api import ApiError, authenticate
 
 log = logging.getLogger(__name__)
@@ -28,27 +27,17 @@ LIMIT = 500
 PARAMETERS = {"source"}
 
 
-def _json(document, status=200, headers=None):
-    response = HttpResponse(orjson.dumps(document), status=status, content_type="application/json")
-    response["Cache-Control"] = "no-store"
-    for name, value in (headers or {}).items():
-        response[name] = value
-    return response
-
-
 @csrf_exempt  # read-only: anything but GET is a 405, never a CSRF 403
 def alerts_snapshot(request):
     if request.method != "GET":
-        return _json({"error": "method_not_allowed", "detail": "GET only"}, 405, {"Allow": "GET"})
+        return json_error(405, "method_not_allowed", "GET only", {"Allow": "GET"})
     try:
-        return _json(snapshot(authenticate(request), request.GET, timezone.now()))
+        return json_answer(snapshot(authenticate(request), request.GET, timezone.now()))
     except ApiError as exc:
-        return _json({"error": exc.error, "detail": exc.detail}, exc.status, exc.headers)
+        return json_error(exc.status, exc.error, exc.detail, exc.headers)
     except (OperationalError, InterfaceError) as exc:
         log.warning("alerts API 503: database %s", exc.__class__.__name__)
-        return _json(
-            {"error": "unavailable", "detail": "the database is unavailable; retry"}, 503, {"Retry-After": "30"}
-        )
+        return json_error(503, "unavailable", "the database is unavailable; retry", {"Retry-After": "30"})
 
 
 def snapshot(user, params, now):

@@ -4,10 +4,8 @@ import functools
 import logging
 import re
 
-import orjson
 from django.contrib.auth.decorators import login_required
 from django.db import InterfaceError, OperationalError
-from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -15,6 +13,7 @@ from django.utils import timezone
 from dashboard import ranges, search, snapshot
 from dashboard.access import visible_sources
 from dashboard.groups import SOCKET_PATH
+from fluxo.answers import json_answer, json_error
 from fluxo.pages import with_page_policy
 from streams import archive as event_archive
 
@@ -48,32 +47,22 @@ class BadRequest(Exception):
         self.status, self.error, self.detail = status, error, detail
 
 
-def _json(document, status=200, **headers):
-    response = HttpResponse(orjson.dumps(document), status=status, content_type="application/json")
-    response["Cache-Control"] = "no-store"
-    for name, value in headers.items():
-        response[name.replace("_", "-")] = value
-    return response
-
-
 def json_view(handler):
     """GET only, for a logged-in person; the handler returns a document or raises BadRequest."""
 
     @functools.wraps(handler)
     def view(request, *args, **kwargs):
         if request.method != "GET":
-            return _json({"error": "method_not_allowed", "detail": "GET only"}, 405, Allow="GET")
+            return json_error(405, "method_not_allowed", "GET only", {"Allow": "GET"})
         if not (request.user.is_authenticated and request.user.is_active):
-            return _json({"error": "unauthorized", "detail": "log in first"}, 401)
+            return json_error(401, "unauthorized", "log in first")
         try:
-            return _json(handler(request, *args, **kwargs))
+            return json_answer(handler(request, *args, **kwargs))
         except BadRequest as exc:
-            return _json({"error": exc.error, "detail": exc.detail}, exc.status)
+            return json_error(exc.status, exc.error, exc.detail)
         except (OperationalError, InterfaceError) as exc:
             log.warning("%s 503: database %s", request.path, exc.__class__.__name__)
-            return _json(
-                {"error": "unavailable", "detail": "the database is unavailable; retry"}, 503, Retry_After="30"
-            )
+            return json_error(503, "unavailable", "the database is unavailable; retry", {"Retry-After": "30"})
 
     return view
 

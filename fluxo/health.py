@@ -28,6 +28,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from alerts.models import Delivery, EvaluatedBatch, EvaluatorFloor
 from dashboard.models import RolledUpBatch, RollupFloor
 from fluxo import logs
+from fluxo.answers import json_error
 from streams import announce, uptime
 from streams import archive as event_archive
 from streams import partitions as event_partitions
@@ -233,7 +234,7 @@ def metrics_view(request):
             if settings.FLUXO_METRICS_TOKEN
             else ("only loopback clients, unless FLUXO_METRICS_TOKEN is set")
         )
-        return JsonResponse({"error": error, "detail": detail}, status=401 if settings.FLUXO_METRICS_TOKEN else 403)
+        return json_error(401 if settings.FLUXO_METRICS_TOKEN else 403, error, detail)
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(settings.FLUXO_METRICS_DIR))
     registry.register(FiguresCollector())

@@ -32,6 +32,7 @@ from django.db.models import Count, DateTimeField, ExpressionWrapper, F, Min
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from fluxo.answers import json_error
 from streams import api_tokens, store, wire
 from streams.models import Batch, Event, Source, Stream
 
@@ -60,15 +61,6 @@ class ApiError(Exception):
         self.status, self.error, self.detail, self.headers = status, error, detail, headers or {}
 
 
-def _error(status, error, detail, headers=None):
-    response = HttpResponse(orjson.dumps({"error": error, "detail": detail}), status=status)
-    response["Content-Type"] = "application/json"
-    response["Cache-Control"] = "no-store"
-    for name, value in (headers or {}).items():
-        response[name] = value
-    return response
-
-
 def api_view(handler):
     """GET only, authenticated, scoped to what the caller may see; database failures become a 503.
 
@@ -79,14 +71,14 @@ def api_view(handler):
     @functools.wraps(handler)
     def view(request):
         if request.method != "GET":
-            return _error(405, "method_not_allowed", "the read API answers GET only", {"Allow": "GET"})
+            return json_error(405, "method_not_allowed", "the read API answers GET only", {"Allow": "GET"})
         try:
             return handler(request, visible_events(authenticate(request)))
         except ApiError as exc:
-            return _error(exc.status, exc.error, exc.detail, exc.headers)
+            return json_error(exc.status, exc.error, exc.detail, exc.headers)
         except (OperationalError, InterfaceError) as exc:
             log.warning("read API 503: database %s", exc.__class__.__name__)
-            return _error(
+            return json_error(
                 503, "unavailable", "the database is unavailable; retry", {"Retry-After": RETRY_AFTER_SECONDS}
             )
 

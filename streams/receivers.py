@@ -19,6 +19,7 @@ from django.http import HttpResponseNotAllowed, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from fluxo.answers import json_error
 from fluxo.ttlcache import TTLCache
 from streams import announce, refused, signatures, uptime, validation, wire
 from streams.auth import AuthUnavailable, authenticate_push
@@ -52,17 +53,10 @@ class Refusal(Exception):
         self.source = source
 
 
-def _error(status, error, detail, **headers):
-    response = JsonResponse({"error": error, "detail": detail}, status=status)
-    for name, value in headers.items():
-        response[name.replace("_", "-")] = value
-    return response
-
-
 def _unavailable(ingest_key, why):
     announce.unavailable(ingest_key)
     log.warning("503 for source %s: %s", ingest_key, why)
-    return _error(503, "unavailable", "temporarily unable to store; retry", Retry_After=RETRY_AFTER_SECONDS)
+    return json_error(503, "unavailable", "temporarily unable to store; retry", {"Retry-After": RETRY_AFTER_SECONDS})
 
 
 def _guarded(handler, request, ingest_key):
@@ -73,7 +67,7 @@ def _guarded(handler, request, ingest_key):
     except Refusal as refusal:
         if refusal.source is not None:
             _record_refusal(request, refusal)
-        return _error(refusal.status, refusal.error, refusal.detail)
+        return json_error(refusal.status, refusal.error, refusal.detail)
     except (OperationalError, InterfaceError) as exc:
         return _unavailable(ingest_key, f"database: {exc.__class__.__name__}")
     except IntegrityError as exc:
