@@ -7,7 +7,6 @@ import json
 import threading
 from datetime import UTC, datetime, timedelta
 
-import orjson
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.test import Client
@@ -27,6 +26,7 @@ from alerts.models import (
 )
 from streams import api_tokens
 from streams.models import Event
+from tests.ingest import legacy_push
 
 SLACK_URL = "https://hooks.slack.com/services/T0001/B0002/s3cretHookValueABCD"
 BOT_TOKEN = "xoxb-1234-s3cret-bot-tokenWXYZ"
@@ -102,14 +102,7 @@ def rule_data(conditions=(), **fields):
 
 
 def push(client, source, token, *activities):
-    response = client.post(
-        f"/ingest/{source.ingest_key}/marketo-push/",
-        orjson.dumps({"munchkinId": source.munchkin_id, "activities": list(activities)}),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {token}",
-    )
-    assert response.status_code == 200, response.content
-    return response.json()
+    return legacy_push(client, source, token, activities)
 
 
 _guids = iter(range(10**6))

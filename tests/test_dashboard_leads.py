@@ -13,20 +13,14 @@ from dashboard import payloads, tail, timeline
 from dashboard.groups import SOCKET_PATH
 from fluxo.asgi import application
 from tests.conftest import payload
+from tests.ingest import legacy_push
 
 TAIL = "/api/v1/tail"
 FRAME_WAIT = 10  # seconds; a bound on a failure only
 
 
 def push(client, source, token, *activities):
-    response = client.post(
-        f"/ingest/{source.ingest_key}/marketo-push/",
-        orjson.dumps({"munchkinId": source.munchkin_id, "activities": list(activities)}),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {token}",
-    )
-    assert response.status_code == 200
-    return response.json()
+    return legacy_push(client, source, token, activities)
 
 
 _guids = iter(range(10**6))
