@@ -222,6 +222,7 @@ CELERY_TASK_ROUTES = {
     "streams.retire_expired_grace": {"queue": "maintenance"},
     "streams.prune_refused_requests": {"queue": "maintenance"},
     "streams.maintain_partitions": {"queue": "maintenance"},
+    "streams.analyze_partitions": {"queue": "maintenance"},
     "fluxo.clear_sessions": {"queue": "maintenance"},
     "fluxo.clear_tokens": {"queue": "maintenance"},
     "streams.archive_events": {"queue": "maintenance"},
@@ -235,6 +236,8 @@ CELERY_BEAT_SCHEDULE = {
     "prune-old-events": {"task": "streams.prune_events", "schedule": 3600.0},
     # PostgreSQL: partitions created ahead, rows that found none given one (streams.partitions).
     "maintain-partitions": {"task": "streams.maintain_partitions", "schedule": 600.0},
+    # The statistics of the partitions being filled, within a minute of a new interval's first rows.
+    "analyze-partitions": {"task": "streams.analyze_partitions", "schedule": 60.0},
     # Yesterday's events (and any day whose archive failed) to Parquet; nothing when archiving is off.
     "archive-events": {"task": "streams.archive_events", "schedule": 3600.0},
     # Replaced legacy-push credentials past their grace period: their Fluxo OAuth clients go.

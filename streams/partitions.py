@@ -346,7 +346,14 @@ GROWN_MIN = 1000  # rows changed since the last ANALYZE below which a partition 
 def analyze_filling(now=None):
     """ANALYZE the current and previous partitions of the event tables where they need it
     (``_needs_analyze``); returns the names analysed. One that is locked (a DETACH, a move) is left
-    for the next run."""
+    for the next run.
+
+    The beat runs this every minute, not only with ``maintain``'s ten: until a new interval's
+    partition has statistics, the planner may sort a whole window for a read API page filtered by
+    source (hundreds of ms instead of 15, BENCHMARKS.md, issue 10). When nothing needs it, it costs a
+    few catalog reads."""
+    if not enabled():
+        return []
     now = now or datetime.now(UTC)
     current = floor(now)
     analysed = []

@@ -16,6 +16,11 @@ def maintain_partitions():
     return partitions.maintain()
 
 
+@shared_task(name="streams.analyze_partitions", soft_time_limit=50, time_limit=60)
+def analyze_partitions():
+    return partitions.analyze_filling()
+
+
 @shared_task(name="streams.archive_events", soft_time_limit=3300, time_limit=3500)
 def archive_events():
     """Yesterday's events, and any day of the retention window not archived yet, to the archive."""

@@ -105,6 +105,24 @@ def test_the_beat_analyses_the_partitions_being_filled_once_they_have_rows(sourc
     assert partitions.maintain()["analysed"] == []
 
 
+def test_the_minute_task_analyses_a_new_partition_once_it_has_rows(source, settings):
+    from streams import tasks
+
+    assert settings.CELERY_BEAT_SCHEDULE["analyze-partitions"]["schedule"] <= 60
+    # A partition of its own (statistics are not rolled back between tests: the migration's are shared).
+    later = day(40)
+    for table in partitions.EVENT_TABLES:
+        partitions._ensure(table, later, later + timedelta(days=1))
+    fresh = partitions.partition_name("streams_event", later)
+    assert partitions.analyze_filling(later) == []  # empty: nothing to sample yet
+    store(legacy_rows("g-later", occurred=later.isoformat()), source, "legacy", later)
+    assert analysed_at(fresh) is None
+    assert fresh in partitions.analyze_filling(later)
+    assert analysed_at(fresh) is not None
+    assert partitions.analyze_filling(later) == []  # nothing changed enough since: a few catalog reads
+    assert isinstance(tasks.analyze_partitions(), list)  # the task is that, for now
+
+
 def test_an_event_for_a_range_without_a_partition_is_kept_and_moved_into_one_later(source, caplog):
     far = timezone.now() + timedelta(days=30)  # the beat has not run for weeks (and no test made these)
     stored = store(legacy_rows("g-far", occurred=far.isoformat()), source, "legacy", far)

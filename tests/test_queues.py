@@ -25,6 +25,7 @@ EXPECTED = {
     "streams.retire_expired_grace": "maintenance",
     "streams.prune_refused_requests": "maintenance",
     "streams.maintain_partitions": "maintenance",
+    "streams.analyze_partitions": "maintenance",
     "streams.archive_events": "maintenance",
     "streams.delete_source": "maintenance",
     "streams.purge_deleted_sources": "maintenance",
