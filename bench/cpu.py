@@ -55,6 +55,17 @@ def children_of(pid):
         return []
 
 
+def peak_rss_mib(pid):
+    """The process's peak resident memory so far (VmHWM), in MiB; None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)
+    except OSError:
+        pass
+    return None
+
+
 def postmaster_pid():
     """The local PostgreSQL's postmaster (the ``postgres`` process whose parent is not one), or None."""
     for proc in Path("/proc").iterdir():

@@ -172,6 +172,9 @@ class Bench:
             self.warm_up(legacy, io)
             for name, run in self.phases(legacy, io):
                 report["phases"][name] = self.measure(meter, name, run)
+            # The web processes' peak memory over every phase (issue 15: under 200 MB under load).
+            report["peak_rss_mib"] = [cpu.peak_rss_mib(pid) for pid in server.daphne_pids()]
+            print(f"  peak RSS of each server process: {report['peak_rss_mib']} MiB", flush=True)
         report["ceiling"] = self.ceiling(workers)
         return report
 
