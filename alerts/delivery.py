@@ -26,7 +26,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from alerts import lifecycle, messages, silencing, transports
+from alerts import lifecycle, messages, queue, silencing, transports
 from alerts.models import Alert, AlertEvent, Delivery, DeliveryAttempt
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,6 @@ def dispatch_due(now=None, limit=DISPATCH_LIMIT):
     broker with a copy per beat tick; queuing one twice would still be harmless (one claim wins).
     The broker being down stops the round; the next beat tick tries again.
     """
-    from alerts import tasks  # late: tasks imports this module
-
     now = now or timezone.now()
     due = Delivery.objects.filter(status=Status.PENDING, due_at__lte=now).filter(
         Q(queued_at__isnull=True) | Q(queued_at__lt=now - REQUEUE_AFTER)
@@ -67,7 +65,7 @@ def dispatch_due(now=None, limit=DISPATCH_LIMIT):
     queued = []
     for delivery_id in due.order_by("due_at", "id").values_list("id", flat=True)[:limit]:
         try:
-            tasks.deliver.delay(delivery_id)
+            queue.deliver(delivery_id)
         except Exception as exc:  # the broker is unreachable: the beat dispatches them later
             log.warning("could not queue deliveries (%s)", exc.__class__.__name__)
             break

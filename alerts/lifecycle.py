@@ -12,7 +12,7 @@ import orjson
 from django.db import transaction
 from django.db.models import Q
 
-from alerts import announce
+from alerts import announce, queue
 from alerts.models import Alert, AlertEvent, Delivery, Rule
 from streams.models import Event
 
@@ -44,11 +44,9 @@ class Effects:
 def _wake_delivery(due):
     """Queue each delivery's task at its due time (no wait in between). A lost one is harmless: the beat
     dispatches due rows every few seconds."""
-    from alerts import tasks  # late: tasks import this module
-
     try:
         for delivery_id, moment in sorted(due.items(), key=lambda item: item[1])[:100]:
-            tasks.deliver.apply_async((delivery_id,), eta=moment)
+            queue.deliver(delivery_id, eta=moment)
     except Exception as exc:  # the broker is down: the beat dispatches them later
         log.warning("could not queue deliveries (%s)", exc.__class__.__name__)
 

@@ -15,6 +15,7 @@ import time
 import redis
 from django.conf import settings
 
+from alerts import queue
 from streams.announce import BATCH_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,9 @@ def start():
 
 
 def _run():
-    from alerts import tasks  # late: the tasks module imports the whole evaluator
-
     while True:
         try:
-            _listen(tasks.evaluate_batches)
+            _listen()
         except (redis.RedisError, OSError) as exc:
             log.warning("batch announcements unavailable (%s); retrying in 2 s", exc.__class__.__name__)
             time.sleep(2)
@@ -47,24 +46,24 @@ def _run():
             time.sleep(2)
 
 
-def _listen(task):
+def _listen():
     client = redis.Redis.from_url(settings.FLUXO_REDIS_URL, health_check_interval=30)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(BATCH_CHANNEL)
-    _queue(client, task, force=True)  # whatever committed while nobody listened
+    _queue(client, force=True)  # whatever committed while nobody listened
     pending, last_try = False, 0.0
     while True:
         message = pubsub.get_message(timeout=COALESCE)
         pending = pending or message is not None
         if pending and (message is None or time.monotonic() - last_try >= COALESCE):
-            _queue(client, task)
+            _queue(client)
             pending, last_try = False, time.monotonic()
 
 
-def _queue(client, task, force=False):
+def _queue(client, force=False):
     """Queue an evaluation unless one is already waiting for a worker."""
     if client.set(QUEUED_KEY, "1", nx=not force, ex=QUEUED_TTL):
-        task.apply_async()
+        queue.evaluate()
 
 
 def started(client):
