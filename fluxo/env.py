@@ -155,7 +155,7 @@ def _postgres(parts, connect_timeout, prepared_statements):
     options = {"connect_timeout": connect_timeout}
     # Django's default (None) turns preparing off altogether, for poolers that cannot keep a prepared
     # statement (pgbouncer in transaction mode before 1.21, or without max_prepared_statements). Then
-    # PostgreSQL parses and plans the store's statement on every request: 0.8 of the 2.2 ms of backend
+    # PostgreSQL parses and plans the store's statement on every request: about 0.7 of the 2.3 ms of backend
     # CPU a 20-event request costs (BENCHMARKS.md, issue 15). FLUXO_DB_PREPARED_STATEMENTS=false is that.
     options["prepare_threshold"] = _PREPARE_ONLY_WHEN_ASKED if prepared_statements else None
     for key, values in parse_qs(parts.query).items():
