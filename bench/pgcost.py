@@ -207,7 +207,9 @@ def explain_insert(source):
     receiving = Source.objects.get(id=source["id"])
     store.resolve_sources(rows, receiving)
     rows.sort(key=lambda row: (row["event_uid"] or "", row["activity_key"] or ""))
-    if hasattr(store, "_STORE_SQL"):
+    if hasattr(store, "_Job"):  # the statement for a group of requests (group commit), one here
+        sql, params = store._STORE_SQL, store._store_params([store._Job(rows, receiving.id, "io", timezone.now(), {})])
+    elif hasattr(store, "_STORE_SQL"):
         sql, params = store._STORE_SQL, store._store_params(rows, receiving, "io", timezone.now(), {}, len(rows))
     else:
         return ["(this tree has no store._STORE_SQL: skipped)"]

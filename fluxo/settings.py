@@ -133,6 +133,8 @@ TEMPLATES = [
 # --- Database ------------------------------------------------------------------------------------
 FLUXO_DB_CONNECT_TIMEOUT = env.get_int("FLUXO_DB_CONNECT_TIMEOUT", 3, minimum=1)
 FLUXO_DB_PREPARED_STATEMENTS = env.get_bool("FLUXO_DB_PREPARED_STATEMENTS", True)
+# Concurrent ingest requests of a web process share one statement and commit (streams.groupcommit).
+FLUXO_GROUP_COMMIT = env.get_bool("FLUXO_GROUP_COMMIT", True)
 _database_url = env.get_str("DATABASE_URL")
 if _database_url:
     DATABASES = {

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from streams import partitions
 from streams.models import Event
-from streams.store import store
+from streams.store import _STORE_SQL, store
 from tests.test_partitions import io_rows, legacy_rows, partition_of
 
 pytestmark = [
@@ -26,7 +26,8 @@ def prepared_store_statements():
     with psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(
             "SELECT generic_plans + custom_plans, generic_plans FROM pg_prepared_statements "
-            "WHERE statement LIKE 'WITH drawn AS MATERIALIZED%%'"
+            "WHERE starts_with(statement, %s)",
+            [_STORE_SQL[:60]],
         )
         found = cursor.fetchall()
     assert len(found) <= 1, "one prepared statement per connection, not one per request"
