@@ -79,6 +79,8 @@ def main():
     parser.add_argument("--source-json", required=True)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=240, help="I/O requests per measurement (legacy: a tenth)")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="requests a statement, e.g. 1,4")
+    parser.add_argument("--kinds", default="io,legacy")
     args = parser.parse_args()
     source = orjson.loads(Path(args.source_json).read_bytes())
     sys.path.insert(0, str(ROOT))
@@ -91,11 +93,14 @@ def main():
     receiving = Source.objects.get(id=source["id"])
     print(f"load average {os.getloadavg()[0]:.2f}; {args.rounds} rounds, group sizes interleaved")
     seed = int(time.time())
+    sizes, kinds = [int(size) for size in args.sizes.split(",")], args.kinds.split(",")
     for kind, requests in (("io", args.requests), ("legacy", max(8, args.requests // 10))):
+        if kind not in kinds:
+            continue
         measure(receiving, kind, 1, 8, seed)  # warm: the statement prepared, the pages cached
-        found = {size: [] for size in SIZES}
+        found = {size: [] for size in sizes}
         for _ in range(args.rounds):
-            for size in SIZES:
+            for size in sizes:
                 seed += 1
                 found[size].append(measure(receiving, kind, size, requests, seed))
         label = "20-event I/O" if kind == "io" else "500-activity legacy"

@@ -327,7 +327,12 @@ class Event(models.Model):
 
     # No index of its own: (source, stream, received_at) below serves every lookup by source.
     # DO_NOTHING: a source's events go in bounded background steps, never through Django's collector.
-    source = models.ForeignKey(Source, on_delete=models.DO_NOTHING, related_name="events", db_index=False)
+    # No database constraint on PostgreSQL (migration 0013): its check was a trigger and a locking query
+    # per stored event; the store's statement takes the same lock once per source and refuses a source
+    # that is gone (streams.store, _STORE_SQL). SQLite keeps the constraint.
+    source = models.ForeignKey(
+        Source, on_delete=models.DO_NOTHING, related_name="events", db_index=False, db_constraint=False
+    )
     # No database constraint: on PostgreSQL both tables are partitioned, and a foreign key can only
     # point at a partitioned table's full primary key (id, received_at). Retention drops a batch's
     # partition together with its events' (the same received_at, the same range).

@@ -142,7 +142,16 @@ def _count_order(row):
 # --- PostgreSQL: one statement, for one request or a group of them (streams.groupcommit) ------------
 
 _ARRAYS = ", ".join(f"%b::{_PG_TYPES.get(name, 'text')}[]" for name in COLUMNS)
-_SELECTED = ", ".join(f"u.{name}::jsonb" if name == "flags" else f"u.{name}" for name in COLUMNS)
+
+
+def _selected(name):
+    """What the events insert takes for a column from u."""
+    if name == "source_id":  # NULL, so refused by the column's NOT NULL, for a source that is gone
+        return "(SELECT s.id FROM sources AS s WHERE s.id = u.source_id)"
+    return f"u.{name}::jsonb" if name == "flags" else f"u.{name}"
+
+
+_SELECTED = ", ".join(map(_selected, COLUMNS))
 _GROUP = "source_id, stream, type, activity_type_id"
 _ORDER = 'source_id, stream COLLATE "C", type COLLATE "C", activity_type_id NULLS FIRST'
 # The keys, the events, then each request's batch row with what it counted, in one statement: one
@@ -157,6 +166,10 @@ _ORDER = 'source_id, stream COLLATE "C", type COLLATE "C", activity_type_id NULL
 # - Each job's batch id is drawn first, so its events can name it before its row exists. A job whose
 #   every event was already stored draws an id but writes no batch row: nothing to hand off. The row
 #   records the lowest event id it stored, where the read API's since= starts (streams.api).
+# - Each source events are filed under is locked once, FOR KEY SHARE, as a foreign key's check would
+#   lock it for every event (migration 0013 dropped that one: a trigger and a query per row). So a
+#   source's deletion (streams.deletion, FOR UPDATE) waits for this statement, and once it is gone
+#   its events find no row here: source_id NULL, a not-null violation, and nothing is stored.
 # - The parameters are arrays whatever the number of jobs: one prepared statement serves them all.
 _KEYS = (
     "SELECT source_id, md5('e' || event_uid)::uuid AS hash, key_day FROM u WHERE event_uid IS NOT NULL "
@@ -172,6 +185,8 @@ _STORE_SQL = (
     "AS j(job, received, protocol, receiving, total, meta)), "
     f"u AS MATERIALIZED (SELECT * FROM unnest({_ARRAYS}, %b::date[], %b::integer[]) "
     f"AS u({', '.join(COLUMNS)}, key_day, job)), "
+    "sources AS MATERIALIZED (SELECT id FROM streams_source WHERE id IN (SELECT source_id FROM u) "
+    "ORDER BY id FOR KEY SHARE), "
     f"claimed AS (INSERT INTO streams_eventkey (source_id, hash, day, seen_at) "
     f"SELECT k.source_id, k.hash, k.key_day, %b FROM ({_KEYS}) AS k ORDER BY k.source_id, k.hash "
     "ON CONFLICT DO NOTHING RETURNING source_id, hash), "
