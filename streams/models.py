@@ -393,8 +393,9 @@ class Event(models.Model):
 
 
 class EventKey(models.Model):
-    """A de-duplication key of a stored event, on PostgreSQL: the MD5 of ``e<eventid>`` or
-    ``a<activity key>``, unique within the source the event is filed under and the UTC day it occurred.
+    """A de-duplication key of a stored event, on PostgreSQL: the MD5 of ``a<activity key>`` for a lead
+    activity, else of ``e<eventid>`` (streams.store), unique within the source the event is filed under
+    and the UTC day it occurred.
 
     Partitioned on ``day`` (streams.partitions): every redelivery of an event carries the same
     occurred time, so it meets its key in one partition, and the partition being written stays small

@@ -2,14 +2,16 @@
 foreign key it replaces ran a trigger and a locking query per event): a source that is gone stores
 nothing, and a source's deletion waits for the statements storing under it."""
 
+import orjson
 import psycopg
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from streams import store
+from streams import store, wire
 from streams.models import Batch, Event, EventKey, Source
-from tests.test_partitions import legacy_rows
+from tests import ingest
+from tests.test_partitions import io_rows, legacy_rows
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -60,3 +62,17 @@ def test_a_source_cannot_be_locked_for_deletion_while_a_statement_stores_under_i
             deleter.execute("SELECT id FROM streams_source WHERE id = %s FOR UPDATE NOWAIT", [other.id])
             deleter.execute("SET lock_timeout = '1s'")
             deleter.execute("UPDATE streams_source SET deleting_since = now() WHERE id = %s", [source.id])
+
+
+def test_each_stored_event_claims_one_key_its_activity_key_else_its_eventid():
+    source = Source.objects.create(name="Acme", munchkin_id="123-ABC-456")
+    now = timezone.now()
+    assert store.store(io_rows("k-1", "k-2"), source, "io", now).accepted == 2
+    audit = wire.normalise_io(ingest.audit("Email", "Approve"))
+    assert store.store([audit], source, "io", now).accepted == 1
+    assert EventKey.objects.count() == 3  # two activity keys and the audit event's eventid
+    # Either protocol's copy of an activity, and a retry of the audit event, meet those keys.
+    assert store.store(legacy_rows("k-1"), source, "legacy", now).duplicates == 1
+    assert store.store(io_rows("k-2"), source, "io", now).duplicates == 1
+    assert store.store([wire.normalise_io(orjson.loads(audit["raw"]))], source, "io", now).duplicates == 1
+    assert (Event.objects.count(), EventKey.objects.count()) == (3, 3)
