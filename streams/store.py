@@ -3,12 +3,12 @@
 On PostgreSQL that is one statement, so one round trip per request (see ``_STORE_SQL``), or one for
 several concurrent requests of a process: group commit (``streams.groupcommit``).
 
-De-duplication is the database's: both natural keys (``event_uid``, ``activity_key``) are unique
-within the source an event is filed under, within a request and across requests, protocols and
-concurrent transactions alike. On PostgreSQL through the key table streams_eventkey (the events
-table is partitioned on received time, which a unique index there would have to contain), on SQLite
-through the events table's own unique constraints; either way ``ON CONFLICT DO NOTHING`` skips what
-is already there.
+De-duplication is the database's, within the source an event is filed under, within a request and
+across requests, protocols and concurrent transactions alike. On PostgreSQL through the key table
+streams_eventkey (the events table is partitioned on received time, which a unique index there would
+have to contain), one key an event: its ``activity_key`` when it has one, else its ``event_uid``. On
+SQLite through the events table's own unique constraints on both. Either way ``ON CONFLICT DO
+NOTHING`` skips what is already there.
 
 The tenant boundary is drawn here too: an event is filed under the source whose Munchkin ID it
 carries only when the receiving source delivers for it (``Source.delivers_for``); any other Munchkin
