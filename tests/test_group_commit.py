@@ -34,6 +34,27 @@ class Recorder:
         return [job * 10 for job in jobs]
 
 
+def start_in_order(combiner, threads):
+    """Start each thread once the previous one has entered ``combiner.submit`` (so jobs queue in the
+    threads' order however loaded the machine is), then wait for them all."""
+    entered, submit = [], combiner.submit
+
+    def counted(*args):
+        entered.append(args)
+        return submit(*args)
+
+    combiner.submit = counted
+    for index, thread in enumerate(threads):
+        thread.start()
+        deadline = time.monotonic() + 10
+        while len(entered) <= index and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(0.005)  # from entering submit to queueing: a lock and an append
+    for thread in threads:
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
+
+
 def submit_all(combiner, jobs):
     """Submit each job from its own thread; {job: result or the exception it raised}."""
     outcome = {}
@@ -44,13 +65,7 @@ def submit_all(combiner, jobs):
         except Exception as exc:
             outcome[job] = exc
 
-    threads = [threading.Thread(target=one, args=(job,)) for job in jobs]
-    for thread in threads:
-        thread.start()
-        time.sleep(0.01)  # the first leads and holds; the others queue in order
-    for thread in threads:
-        thread.join(10)
-    assert not any(thread.is_alive() for thread in threads)
+    start_in_order(combiner, [threading.Thread(target=one, args=(job,)) for job in jobs])
     return outcome
 
 
@@ -168,12 +183,7 @@ def store_from_threads(calls):
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=one, args=(i, call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-        time.sleep(0.02)
-    for thread in threads:
-        thread.join(30)
+    start_in_order(store._group, [threading.Thread(target=one, args=(i, call)) for i, call in enumerate(calls)])
     return stored
 
 
@@ -216,15 +226,8 @@ def test_a_grouped_request_that_postgresql_refuses_fails_alone(monkeypatch):
         finally:
             connections.close_all()
 
-    threads = [
-        threading.Thread(target=guarded, args=(rows, name))
-        for rows, name in [(legacy_rows("ok-0"), "first"), (bad, "bad"), (legacy_rows("ok-1"), "good")]
-    ]
-    for thread in threads:
-        thread.start()
-        time.sleep(0.02)
-    for thread in threads:
-        thread.join(30)
+    calls = [(legacy_rows("ok-0"), "first"), (bad, "bad"), (legacy_rows("ok-1"), "good")]
+    start_in_order(store._group, [threading.Thread(target=guarded, args=call) for call in calls])
     assert waiters.sizes[:2] == [1, 2]  # the bad and the good request shared a statement, which failed
     assert dict(outcome)["first"] == 1 and dict(outcome)["good"] == 1
     assert dict(outcome)["bad"] != 1
