@@ -56,8 +56,7 @@ def measure(receiving, kind, size, requests, seed):
 
     jobs = []
     for rows in requests_rows(kind, requests, seed):
-        store.resolve_sources(rows, receiving)
-        rows.sort(key=lambda row: (row["event_uid"] or "", row["activity_key"] or ""))
+        store.prepare(rows, receiving)  # filed and ordered as store() does
         jobs.append(store._Job(rows, receiving.id, kind, timezone.now(), {}))
     groups = [jobs[i : i + size] for i in range(0, len(jobs), size)]
     (pg_before, wal_before), own_before, walls = backend(), time.process_time(), []

@@ -81,9 +81,7 @@ def store(rows, receiving, protocol, received_at, meta=None):
     ``receiving`` is the source whose credentials delivered the rows.
     Raises django.db.DatabaseError when the database is unavailable: nothing is then committed.
     """
-    foreign = resolve_sources(rows, receiving)
-    # A stable order on the keys keeps two concurrent requests from taking row locks crosswise.
-    rows.sort(key=lambda row: (row["event_uid"] or "", row["activity_key"] or ""))
+    foreign = prepare(rows, receiving)
     if not rows:
         return Stored(None, 0, 0, [])
     # The usual batch has no foreign Munchkin ID: one statement, atomic by itself. Otherwise the
@@ -97,6 +95,15 @@ def store(rows, receiving, protocol, received_at, meta=None):
             note_foreign_munchkins(receiving, foreign, received_at)
     accepted = sum(row[-1] for row in counts)
     return Stored(batch_id, accepted, len(rows) - accepted, counts)
+
+
+def prepare(rows, receiving):
+    """File ``rows`` under their sources and put them in key order, as store() commits them; returns
+    the foreign Munchkin IDs (resolve_sources)."""
+    foreign = resolve_sources(rows, receiving)
+    # A stable order on the keys keeps two concurrent requests from taking row locks crosswise.
+    rows.sort(key=lambda row: (row["event_uid"] or "", row["activity_key"] or ""))
+    return foreign
 
 
 def resolve_sources(rows, receiving):
