@@ -1,4 +1,5 @@
 import gc
+import io
 import os
 
 from django.core.asgi import get_asgi_application
@@ -61,6 +62,14 @@ class IngestHandler(ASGIHandler):
         self._view_middleware, self._template_response_middleware, self._exception_middleware = [], [], []
         self._middleware_chain = convert_exception_to_response(self._get_response)
 
+    async def read_body(self, receive):
+        """A body that came in one message (fluxo.daphne_main sends bodies up to 1 MiB so) as an
+        in-memory file over those bytes; otherwise Django's spooled file, as before."""
+        first = await receive()
+        if first["type"] == "http.request" and not first.get("more_body", False):
+            return io.BytesIO(first.get("body", b""))  # shares the bytes: no copy
+        return await super().read_body(_replaying(first, receive))
+
     async def handle(self, scope, receive, send):
         try:
             body_file = await self.read_body(receive)
@@ -86,6 +95,16 @@ class IngestHandler(ASGIHandler):
                 response._handler_class = self.__class__
                 response.close()  # request_finished: close_old_connections() returns the connection
         return response
+
+
+def _replaying(first, receive):
+    """``receive`` with ``first``, already received, given back first."""
+    pending = [first]
+
+    async def replay():
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 ingest_asgi_app = IngestHandler()

@@ -210,6 +210,20 @@ def test_one_byte_over_the_limit_is_refused(server):
         assert _parse(_until_closed(sock))[0] == 413
 
 
+def test_a_push_labelled_as_a_form_still_reaches_the_receiver(server):
+    # Twisted used to parse a POST with a form's Content-Type itself, and answer a body that is not
+    # a form with its own 400 before the receiver saw it. The receivers judge a body by its content.
+    body = orjson.dumps({"munchkinId": "123-ABC-456", "activities": [activity(2, lead="7")]})
+    form = "Content-Type: multipart/form-data; boundary=x"
+    with server.connect() as sock:
+        head = _head(_push_path(server), form, f"Content-Length: {len(body)}", "Connection: close", _auth(server))
+        sock.sendall(head + body)
+        status, head, answer = _parse(_until_closed(sock))
+    if "transfer-encoding: chunked" in head:
+        answer = _dechunked(answer)
+    assert (status, json.loads(answer)) == (200, {"accepted": 1, "duplicates": 0})
+
+
 def test_pages_and_websockets_still_work(server):
     env = bare_env(server.var_dir, FLUXO_MAX_BODY_BYTES=str(LIMIT))
     session = manage(env, "shell", "-c", _MAKE_SESSION).split()[-1]  # the shell prints a banner first

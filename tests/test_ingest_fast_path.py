@@ -237,7 +237,7 @@ def test_the_admin_never_shows_the_introspection_secret_and_blank_keeps_it(admin
 # --- The ingest route of fluxo.asgi: the whole request in one thread hand-off -------------------------
 
 
-def asgi_call(method, path, content=b"", headers=None, query=b""):
+def asgi_call(method, path, content=b"", headers=None, query=b"", parts=2):
     """(status, headers, body) of one request through fluxo.asgi.application, as daphne calls it."""
     from fluxo.asgi import application
 
@@ -248,7 +248,8 @@ def asgi_call(method, path, content=b"", headers=None, query=b""):
     scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "query_string": query}
     scope.update(headers=pairs, http_version="1.1", scheme="http", server=("127.0.0.1", 80), root_path="")
     scope.update(client=("127.0.0.1", 1), asgi={"version": "3.0"})
-    chunks = [content[:1000], content[1000:]]  # as a server hands over a body: in parts
+    # As a server hands over a body: in parts (daphne's 8 KiB), or whole (fluxo.daphne_main, up to 1 MiB).
+    chunks = [content[:1000], content[1000:]] if parts == 2 else [content]
     sent = []
 
     async def receive():
@@ -266,10 +267,21 @@ def asgi_call(method, path, content=b"", headers=None, query=b""):
     return start["status"], {k.decode().lower(): v.decode() for k, v in start["headers"]}, body
 
 
-def asgi_push(source, content, token):
+def asgi_push(source, content, token, parts=2):
     return asgi_call(
-        "POST", f"/ingest/{source.ingest_key}/marketo-push/", content, {"Authorization": f"Bearer {token}"}
+        "POST", f"/ingest/{source.ingest_key}/marketo-push/", content, {"Authorization": f"Bearer {token}"}, parts=parts
     )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("parts", [1, 2])
+def test_through_asgi_a_body_whole_or_in_parts_is_read_whole(source, parts):
+    token = issue_api_token(source)
+    content = body(*(f"w-{n}" for n in range(30)))
+    assert len(content) > 1000  # so that two parts are two
+    status, _, answer = asgi_push(source, content, token, parts=parts)
+    assert (status, orjson.loads(answer)) == (200, {"accepted": 30, "duplicates": 0})
+    assert Event.objects.count() == 30
 
 
 @pytest.mark.django_db(transaction=True)
