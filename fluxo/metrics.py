@@ -15,6 +15,7 @@ import fcntl
 import glob
 import os
 import re
+from collections import defaultdict
 from pathlib import Path
 
 from django.conf import settings
@@ -80,7 +81,12 @@ def ingest_answered(path, status, error, seconds):
 
 def events_committed(counts, duplicates_by_source, protocol):
     """Count a committed batch: ``counts`` as a batch row holds them, [source, stream, type, type id, n]."""
+    # Summed per (source, stream) first: a 500-activity push has a count row for each of its dozens of
+    # types, and each inc() takes the metrics' one process-wide lock and writes the mmap file.
+    accepted = defaultdict(int)
     for source_id, stream, _type, _type_id, n in counts:
+        accepted[source_id, stream] += n
+    for (source_id, stream), n in accepted.items():
         EVENTS_ACCEPTED.labels(str(source_id), stream, protocol).inc(n)
     for source_id, n in duplicates_by_source.items():
         if n:

@@ -230,3 +230,19 @@ def test_an_open_live_socket_is_counted_until_it_closes(teammate, cookie_for):
 
     async_to_sync(scenario)()
     assert metrics.WEBSOCKETS._value.get() == before
+
+
+def test_a_batch_of_many_types_is_counted_once_per_source_and_stream():
+    from fluxo import metrics
+
+    def accepted(stream):
+        return metrics.EVENTS_ACCEPTED.labels("9001", stream, "io")._value.get()
+
+    before = accepted("activity"), accepted("audit")
+    counts = [
+        [9001, "activity", "Visit Webpage", 1, 3],
+        [9001, "activity", "Click Link", 3, 4],
+        [9001, "audit", "x", None, 1],
+    ]
+    metrics.events_committed(counts, {9001: 2}, "io")
+    assert (accepted("activity") - before[0], accepted("audit") - before[1]) == (7, 1)
