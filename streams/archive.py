@@ -24,8 +24,6 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from django.conf import settings
 from django.db.models import Count, F, Max, Q
 from django.db.models.functions import Coalesce
@@ -99,8 +97,10 @@ class Folder:
 
     def inspect(self, name):
         """(rows in the footer, size in bytes) of the published file."""
+        from streams import parquet  # only here: pyarrow is 45 MiB of a process (see streams.parquet)
+
         path = self.root / name
-        return pq.read_metadata(path).num_rows, path.stat().st_size
+        return parquet.footer_rows(path), path.stat().st_size
 
 
 class Bucket:
@@ -129,10 +129,12 @@ class Bucket:
 
     def inspect(self, name):
         """(rows in the footer, size) of the uploaded object, reading only its footer (range requests)."""
+        from streams import parquet  # only here: pyarrow is 45 MiB of a process (see streams.parquet)
+
         client = self.client
         size = client.head_object(Bucket=self.bucket, Key=self._key(name))["ContentLength"]
         with _RangeReader(client, self.bucket, self._key(name), size) as reader:
-            return pq.read_metadata(pa.PythonFile(reader, mode="r")).num_rows, size
+            return parquet.footer_rows(reader), size
 
 
 class _RangeReader(io.RawIOBase):
@@ -201,7 +203,7 @@ def archive_day(source_id, day, dest=None, now=None):
     )
     try:
         rows, size, location = _write_and_check(target, source_id, day)
-    except (ArchiveError, OSError, pa.ArrowException, *_boto_errors()) as exc:
+    except (ArchiveError, OSError, _arrow_error(), *_boto_errors()) as exc:
         log.warning("archive of source %s day %s failed: %s", source_id, day, exc)
         ArchivedDay.objects.filter(pk=record.pk).update(error=str(exc)[:2000] or type(exc).__name__, checked_at=None)
         return False
@@ -223,6 +225,13 @@ def _refuse_to_shrink(record):
             f"the archive of {record.day} holds {record.rows} events, the database {now} now (retention removed "
             "some): not overwritten"
         )
+
+
+def _arrow_error():
+    """What pyarrow raises for a file it cannot write or read (imported only when needed)."""
+    from streams import parquet
+
+    return parquet.ArrowException
 
 
 def _boto_errors():

@@ -11,8 +11,9 @@ never a walk of the primary key past the window, and every query carries the tim
 time-partitioned table can skip the partitions outside the window.
 
 CSV cells are neutralised against spreadsheet formula injection (``neutralise``); the raw payload, a
-JSON object, always starts with ``{`` and so is never touched. Parquet has a fixed schema (``SCHEMA``)
-and is written in row groups of ``ROW_GROUP`` rows, so memory stays bounded however many rows there are.
+JSON object, always starts with ``{`` and so is never touched. Parquet has a fixed schema
+(``streams.parquet.SCHEMA``) and is written in row groups of ``ROW_GROUP`` rows, so memory stays
+bounded however many rows there are.
 """
 
 import csv
@@ -20,8 +21,6 @@ import io
 
 import orjson
 import psycopg
-import pyarrow as pa
-import pyarrow.parquet as pq
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
 
@@ -35,20 +34,6 @@ CONTENT_TYPES = {"parquet": "application/vnd.apache.parquet", "ndjson": "applica
 CHUNK = 5000
 # Rows per Parquet row group: about 50 MB of Arrow memory with 1 kB payloads; readers scan groups in parallel.
 ROW_GROUP = 50_000
-
-_TIMESTAMP = pa.timestamp("us", tz="UTC")
-_TYPES = {
-    "id": pa.int64(),
-    "batch_id": pa.int64(),
-    "source_id": pa.int64(),
-    "received_at": _TIMESTAMP,
-    "occurred_at": _TIMESTAMP,
-    "activity_type_id": pa.int32(),
-    "flags": pa.list_(pa.string()),
-}
-# Every other column is text; every column but id, batch_id, received_at, source_id, stream, type and raw may be null.
-_REQUIRED = {"id", "batch_id", "received_at", "source_id", "stream", "type", "raw"}
-SCHEMA = pa.schema([pa.field(name, _TYPES.get(name, pa.string()), nullable=name not in _REQUIRED) for name in FIELDS])
 
 _RECEIVED = FIELDS.index("received_at")
 _FLAGS = FIELDS.index("flags")
@@ -162,26 +147,10 @@ def unneutralise(text):
 
 
 def write_parquet(chunks, out, row_group=ROW_GROUP):
-    """A Parquet file of SCHEMA (zstd), one row group per ``row_group`` rows."""
-    written, pending, pending_rows = 0, [], 0
-    with pq.ParquetWriter(out, SCHEMA, compression="zstd") as writer:
-        for rows in chunks:
-            pending.append(record_batch(rows))
-            pending_rows += len(rows)
-            if pending_rows >= row_group:
-                writer.write_table(pa.Table.from_batches(pending), row_group_size=pending_rows)
-                written, pending, pending_rows = written + pending_rows, [], 0
-        if pending or not written:
-            writer.write_table(pa.Table.from_batches(pending, schema=SCHEMA), row_group_size=max(pending_rows, 1))
-            written += pending_rows
-    return written
+    """A Parquet file of streams.parquet.SCHEMA (zstd), one row group per ``row_group`` rows."""
+    from streams import parquet  # only here: pyarrow is 45 MiB of a process (see streams.parquet)
 
-
-def record_batch(rows):
-    columns = list(zip(*rows, strict=True))
-    return pa.RecordBatch.from_arrays(
-        [pa.array(values, type=field.type) for values, field in zip(columns, SCHEMA, strict=True)], schema=SCHEMA
-    )
+    return parquet.write(chunks, out, row_group)
 
 
 WRITERS = {"parquet": write_parquet, "ndjson": write_ndjson, "csv": write_csv}
@@ -202,8 +171,3 @@ def source_ids(values):
             raise ValueError(f"no source {value!r} (give an id or a name)")
         ids.append(source.id)
     return ids
-
-
-def columns():
-    """(name, Parquet type) for every exported column, for the README and the OpenAPI document."""
-    return [(field.name, str(field.type)) for field in SCHEMA]

@@ -3,6 +3,8 @@
 import csv
 import io
 import json
+import subprocess
+import sys
 from datetime import timedelta
 
 import duckdb
@@ -15,7 +17,7 @@ from django.core.management import CommandError, call_command
 from django.test import AsyncClient
 from django.utils import timezone
 
-from streams import api_tokens, export
+from streams import api_tokens, export, parquet
 from streams.models import Event
 from tests import processes
 from tests.ingest import activity, legacy_push
@@ -143,12 +145,12 @@ def test_parquet_has_the_fixed_typed_schema_in_bounded_row_groups(tmp_path, sour
     since, until = stored[0].received_at, stored[-1].received_at + timedelta(seconds=1)
     with path.open("wb") as out:
         assert export.write_parquet(export.chunks(Event.objects.all(), since, until, chunk=2), out, row_group=3) == 7
-    parquet = pq.ParquetFile(path)
-    assert parquet.schema_arrow == export.SCHEMA
-    assert str(export.SCHEMA.field("received_at").type) == "timestamp[us, tz=UTC]"
-    assert str(export.SCHEMA.field("flags").type) == "list<item: string>"
-    assert [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)] == [4, 3]
-    table = parquet.read()
+    written = pq.ParquetFile(path)
+    assert written.schema_arrow == parquet.SCHEMA
+    assert str(parquet.SCHEMA.field("received_at").type) == "timestamp[us, tz=UTC]"
+    assert str(parquet.SCHEMA.field("flags").type) == "list<item: string>"
+    assert [written.metadata.row_group(i).num_rows for i in range(written.num_row_groups)] == [4, 3]
+    table = written.read()
     assert table.column("received_at").to_pylist()[0] == stored[0].received_at
     assert table.column("source_id").to_pylist() == [source.id] * 7
 
@@ -282,3 +284,24 @@ def test_the_database_unavailable_is_a_503_for_files_too(tmp_path, settings):
             assert status == 503, (path, body)
             assert headers["Retry-After"] == "30"
             assert json.loads(body)["error"] == "unavailable"
+
+
+_WEB_PROCESS = """
+import sys
+import django
+django.setup()
+import fluxo.asgi
+from django.urls import get_resolver
+get_resolver().url_patterns
+print(",".join(name for name in ("pyarrow", "numpy") if name in sys.modules))
+"""
+
+
+def test_a_web_process_loads_no_pyarrow_until_it_writes_parquet(tmp_path):
+    # pyarrow with numpy is about 45 MiB of a process (streams.parquet): a web process that only
+    # receives events must not carry it. A Redis URL of its own, so nothing embedded is started.
+    env = processes.bare_env(tmp_path, REDIS_URL="redis://127.0.0.1:9/0", DJANGO_SETTINGS_MODULE="fluxo.settings")
+    command = [sys.executable, "-c", _WEB_PROCESS]
+    done = subprocess.run(command, cwd=processes.ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
