@@ -10,8 +10,9 @@ Here every request is checked while Twisted parses it: a declared ``Content-Leng
 ``FLUXO_MAX_BODY_BYTES`` is answered 413 as soon as the headers are in, a body without a declared
 length (chunked) as soon as it passes the limit, and the connection is closed without reading the
 rest. The application never sees such a request. On an ingest URL the refusal is still counted for
-its source (the setup page's "too large"), off the reactor thread. Everything else is daphne's own
-command line, unchanged.
+its source (the setup page's "too large"), off the reactor thread. Twisted no longer parses POST
+bodies as forms (daphne never read what it parsed), and a body of up to 1 MiB is handed to the
+application as one message, not in 8 KiB pieces. Everything else is daphne's own command line, unchanged.
 """
 
 import logging
