@@ -97,7 +97,7 @@ class Folder:
 
     def inspect(self, name):
         """(rows in the footer, size in bytes) of the published file."""
-        from streams import parquet  # only here: pyarrow is 45 MiB of a process (see streams.parquet)
+        from streams import parquet  # only here: pyarrow is 40 MiB of a process (see streams.parquet)
 
         path = self.root / name
         return parquet.footer_rows(path), path.stat().st_size
@@ -129,7 +129,7 @@ class Bucket:
 
     def inspect(self, name):
         """(rows in the footer, size) of the uploaded object, reading only its footer (range requests)."""
-        from streams import parquet  # only here: pyarrow is 45 MiB of a process (see streams.parquet)
+        from streams import parquet  # only here: pyarrow is 40 MiB of a process (see streams.parquet)
 
         client = self.client
         size = client.head_object(Bucket=self.bucket, Key=self._key(name))["ContentLength"]

@@ -148,7 +148,7 @@ def unneutralise(text):
 
 def write_parquet(chunks, out, row_group=ROW_GROUP):
     """A Parquet file of streams.parquet.SCHEMA (zstd), one row group per ``row_group`` rows."""
-    from streams import parquet  # only here: pyarrow is 45 MiB of a process (see streams.parquet)
+    from streams import parquet  # only here: pyarrow is 40 MiB of a process (see streams.parquet)
 
     return parquet.write(chunks, out, row_group)
 

@@ -298,7 +298,7 @@ print(",".join(name for name in ("pyarrow", "numpy") if name in sys.modules))
 
 
 def test_a_web_process_loads_no_pyarrow_until_it_writes_parquet(tmp_path):
-    # pyarrow with numpy is about 45 MiB of a process (streams.parquet): a web process that only
+    # pyarrow with numpy is about 40 MiB of a process (streams.parquet): a web process that only
     # receives events must not carry it. A Redis URL of its own, so nothing embedded is started.
     env = processes.bare_env(tmp_path, REDIS_URL="redis://127.0.0.1:9/0", DJANGO_SETTINGS_MODULE="fluxo.settings")
     command = [sys.executable, "-c", _WEB_PROCESS]
