@@ -112,6 +112,33 @@ def test_a_lone_job_that_fails_raises_its_own_error_to_its_own_request():
     assert isinstance(outcome[2], RuntimeError) and "refused [2]" in str(outcome[2])
 
 
+def test_many_threads_submitting_at_once_each_get_their_own_result_and_none_is_left_waiting():
+    """The lead passes from thread to thread: a hand-off lost would leave a thread waiting for ever."""
+    groups = []
+
+    def run_many(jobs):
+        groups.append(len(jobs))
+        time.sleep(0.0005 * (len(groups) % 3))  # statements of different lengths, so groups vary
+        return [job * 10 for job in jobs]
+
+    combiner = groupcommit.Combiner(run_many, lambda job: -job, max_jobs=4, max_size=10)
+    outcome = {}
+
+    def many(first):
+        for job in range(first, first + 200):
+            outcome[job] = combiner.submit(job, 1)
+
+    threads = [threading.Thread(target=many, args=(n * 1000,), daemon=True) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    for thread in threads:
+        thread.join(max(0, deadline - time.monotonic()))
+    assert not any(thread.is_alive() for thread in threads)
+    assert outcome == {job: job * 10 for n in range(12) for job in range(n * 1000, n * 1000 + 200)}
+    assert sum(groups) == 12 * 200 and max(groups) <= 4 and not combiner._pending and not combiner._leading
+
+
 # --- the grouped statement, on PostgreSQL ----------------------------------------------------------------
 
 postgres = pytest.mark.skipif("connection.vendor != 'postgresql'", reason="group commit is the PostgreSQL store's")
