@@ -21,6 +21,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from fluxo import logs, metrics
+from streams.groupcommit import Combiner
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,23 @@ def batch_committed(stored, received_at, duplicates_by_source, foreign_by_source
         for source_id, n in (foreign_by_source or {}).items():
             pipe.hincrby(counters_key(source_id), "foreign", n)
 
+    _announcements.submit(build, 1)
+
+
+def _announce_alone(build):
     _run("announce a batch", build)
+
+
+def _announce_together(builds):
+    """The announcements of a process's concurrent requests in one pipeline: a group commit's
+    requests return at once, and one pipeline of eight cost about a third of the CPU of eight
+    pipelines of one each (streams.groupcommit, as for the statement)."""
+    _run("announce a batch", lambda pipe: [build(pipe) for build in builds])
+    return [None] * len(builds)
+
+
+# _run never raises (a failure is logged and paused on): run_one is only the combiner's fallback.
+_announcements = Combiner(_announce_together, _announce_alone, max_jobs=32, max_size=32)
 
 
 def request_refused(source_id, reason, status, detail, now, request=None):

@@ -2,9 +2,10 @@
 
 The first request that finds no statement running leads: it takes what is queued (itself included,
 up to a bound), runs it as one statement, hands each request its own result, wakes them, and hands
-the lead to the oldest request still queued. The rest wait for their result, or for the lead. A lone request leads at once, so
-grouping adds no wait while ingest is quiet; under load the statement's fixed cost (executor start,
-the batch sequence, the commit's WAL flush, the round trip) is paid once for several requests.
+the lead to the oldest request still queued. The rest wait for their result, or for the lead. A lone
+request leads at once, so grouping adds no wait while ingest is quiet; under load the statement's
+fixed cost (executor start, the batch sequence, the commit's WAL flush, the round trip) is paid once
+for several requests. streams.announce groups its Redis pipelines the same way.
 
 Nothing is acknowledged early: a request gets its result only after the statement that holds its
 rows has returned, committed. When a shared statement fails, its requests each run alone, so a

@@ -1,11 +1,16 @@
 """After commit: the batch announcement over Redis, per-source counters, and Redis failures swallowed."""
 
 import json
+import threading
+import time
+from datetime import UTC, datetime
 
 import pytest
+import redis
 
 from streams import announce
 from streams.models import Batch, Event
+from streams.store import Stored
 from tests.conftest import payload
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -76,3 +81,38 @@ def test_redis_down_never_fails_an_acknowledgement(client, source, api_token, re
     # After a failure the next requests do not even try for a few seconds.
     assert announce._paused_until > 0
     assert push(client, source, api_token).status_code == 200
+
+
+def test_concurrent_announcements_share_a_pipeline_and_each_is_sent_before_its_call_returns(
+    redis_client, subscriber, monkeypatch
+):
+    executed, execute = [], redis.client.Pipeline.execute
+
+    def counted(pipe, *args, **kwargs):
+        executed.append(len(pipe.command_stack))
+        if len(executed) == 1:
+            time.sleep(0.2)  # the first pipeline is slow: the other announcements queue behind it
+        return execute(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counted)
+    seen = {}
+
+    def announce_one(n):
+        source_id = 900_000 + n
+        stored = Stored(n, 5, 0, [[source_id, "activity", "t", 1, 5]])
+        announce.batch_committed(stored, datetime.now(UTC), {})
+        seen[n] = redis_client.hget(announce.counters_key(source_id), "accepted")  # sent by now
+
+    threads = [threading.Thread(target=announce_one, args=(n,)) for n in range(12)]
+    threads[0].start()
+    while not executed:
+        time.sleep(0.001)
+    for thread in threads[1:]:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert seen == dict.fromkeys(range(12), b"5")
+    assert len(executed) < 12 and sum(executed) == 12 * 3  # publish, hincrby, hset for each
+    announced = {json.loads(subscriber.get_message(timeout=2)["data"])["batch"] for _ in range(12)}
+    assert announced == set(range(12))
+    redis_client.delete(*(announce.counters_key(900_000 + n) for n in range(12)))
