@@ -1,11 +1,11 @@
 """Group commit: concurrent requests of one web process share one statement and one commit.
 
 The first request that finds no statement running leads: it takes what is queued (itself included,
-up to a bound), runs it as one statement, hands each request its own result, wakes them, and hands
-the lead to the oldest request still queued. The rest wait for their result, or for the lead. A lone
-request leads at once, so grouping adds no wait while ingest is quiet; under load the statement's
-fixed cost (executor start, the batch sequence, the commit's WAL flush, the round trip) is paid once
-for several requests. streams.announce groups its Redis pipelines the same way.
+up to a bound), runs it as one statement, hands each request its own result and wakes the others.
+The rest wait for their result, or lead the next statement. A lone request leads at once, so
+grouping adds no wait while ingest is quiet; under load the statement's fixed cost (executor start,
+the batch sequence, the commit's WAL flush, the round trip) is paid once for several requests.
+streams.announce groups its Redis pipelines the same way.
 
 Nothing is acknowledged early: a request gets its result only after the statement that holds its
 rows has returned, committed. When a shared statement fails, its requests each run alone, so a
@@ -18,63 +18,54 @@ _WAITING, _DONE, _FAILED, _ALONE = "waiting", "done", "failed", "alone"
 
 
 class _Slot:
-    __slots__ = ("job", "result", "size", "state", "wake")
+    __slots__ = ("job", "result", "size", "state")
 
     def __init__(self, job, size):
         self.job, self.size, self.state, self.result = job, size, _WAITING, None
-        # Released once, when the job's group is done or when it is to lead the next group: each
-        # waiting thread is woken for its own reason only, never by every statement that ends.
-        self.wake = threading.Lock()
-        self.wake.acquire()
 
 
 class Combiner:
     """Runs jobs through ``run_many(jobs) -> results`` (one result a job, in order), grouping
-    concurrent ones; ``run_one(job)`` is what a job of a failed group runs by itself.
-
-    A leader that finishes hands the lead to the oldest job still queued, if any, and wakes the jobs
-    of its group, one by one: with one condition for all (as before), each statement's end woke every
-    waiting thread to look at its own state, and under load most went back to sleep.
-    """
+    concurrent ones; ``run_one(job)`` is what a job of a failed group runs by itself."""
 
     def __init__(self, run_many, run_one, max_jobs, max_size):
         self._run_many, self._run_one = run_many, run_one
         self._max_jobs, self._max_size = max_jobs, max_size
-        self._lock = threading.Lock()
+        # One condition for all waiters: a statement's end wakes every waiting thread to look at its
+        # state. Waking only the group's threads and handing the lead to the oldest queued job was
+        # measured slower (BENCHMARKS.md, issue 15, fifth round): the next statement then waits for
+        # one chosen thread to get the GIL, where now whichever thread runs first leads.
+        self._changed = threading.Condition(threading.Lock())
         self._pending = []
         self._leading = False
 
     def submit(self, job, size):
         """The job's result, once a statement holding it has returned (raises what that raised)."""
         slot = _Slot(job, size)
-        with self._lock:
+        with self._changed:
             self._pending.append(slot)
-            waits, self._leading = self._leading, True
-        if waits:
-            slot.wake.acquire()
-        if slot.state is _WAITING:  # no one leads: this one does, and its group holds it
-            self._lead(slot)
+            while slot.state is _WAITING:
+                if self._leading:
+                    self._changed.wait()
+                else:
+                    self._lead()
         if slot.state is _ALONE:
             return self._run_one(job)
         if slot.state is _FAILED:
             raise slot.result
         return slot.result
 
-    def _lead(self, own):
-        """Run one group, the oldest queued jobs (``own`` among them), then pass the lead on."""
-        with self._lock:
-            group = self._take()
+    def _lead(self):
+        """Run one group with the lock released; called and returning with it held."""
+        self._leading = True
+        group = self._take()
+        self._changed.release()
         try:
             self._run(group)
         finally:
-            with self._lock:
-                successor = self._pending[0] if self._pending else None
-                self._leading = successor is not None
-            for slot in group:
-                if slot is not own:
-                    slot.wake.release()
-            if successor is not None:
-                successor.wake.release()
+            self._changed.acquire()
+            self._leading = False
+            self._changed.notify_all()
 
     def _take(self):
         """The oldest pending jobs, at most max_jobs and (after the first) max_size in all."""
