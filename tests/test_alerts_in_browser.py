@@ -10,7 +10,8 @@ import psycopg
 import pytest
 
 from tests.browser import log_in, needs_chromium, running_site, wait_for
-from tests.processes import http, manage
+from tests.ingest import april_activity, http_post, http_push
+from tests.processes import manage
 from tests.screenshots import PHONE, WIDE, screenshot
 
 EVIL = '<img src=x onerror="window.__pwned=1">'
@@ -46,8 +47,8 @@ def site(tmp_path_factory):
     try:
         with running_site(var_dir, DATABASE_URL=database.url if database else None) as found:
             base, source = found["base"], found["source"]
-            push(base, source, {"activityTypeId": 37, "activityType": "Delete Lead", "primaryAttributeValue": EVIL})
-            push(base, source, {"activityTypeId": 1, "activityType": "Visit Webpage", "primaryAttributeValue": "/"})
+            http_push(base, source, [april_activity(37, name="Delete Lead", primary=EVIL)])
+            http_push(base, source, [april_activity(1, primary="/")])
             refuse(base, source)
             yield found
     finally:
@@ -55,35 +56,11 @@ def site(tmp_path_factory):
             database.drop()
 
 
-_guids = iter(range(10**6))
-
-
 def refuse(base, source):
     """A push with a wrong token and a long body: the superuser's refused-requests page has one to show."""
     body = json.dumps({"munchkinId": "123-ABC-456", "activities": [], "note": "z" * 6000 + EVIL}).encode()
-    url = base + source["endpoints"]["legacy_push"] + "?token=not-it&page=1"
-    status, _, _ = http("POST", url, body, {"Authorization": "Bearer not-it", "Content-Type": "application/json"})
+    status, _, _ = http_post(base, source, body, token="not-it", query="?token=not-it&page=1")
     assert status == 401
-
-
-def push(base, source, *activities):
-    body = {"munchkinId": "123-ABC-456", "activities": []}
-    for extra in activities:
-        body["activities"].append(
-            {
-                "marketoGUID": f"alerts-browser-{next(_guids)}",
-                "leadId": 7,
-                "activityDate": "2026-04-20T18:43:56Z",
-                **extra,
-            }
-        )
-    status, _, answer = http(
-        "POST",
-        base + source["endpoints"]["legacy_push"],
-        json.dumps(body).encode(),
-        {"Authorization": f"Bearer {source['api_token']}", "Content-Type": "application/json"},
-    )
-    assert status == 200, answer
 
 
 @pytest.fixture
@@ -233,7 +210,7 @@ def test_the_overview_shows_open_alerts_compactly_and_an_event_alert_is_resolved
         "'conditions': [{'path': 'activity_type_id', 'op': 'eq', 'value': 37}]})"
     )
     manage(site["env"], "shell", "-c", rule)
-    push(base, site["source"], {"activityTypeId": 37, "activityType": "Delete Lead", "primaryAttributeValue": "x"})
+    http_push(base, site["source"], [april_activity(37, name="Delete Lead", primary="x")])
     manage(site["env"], "shell", "-c", "from alerts import evaluate; evaluate.catch_up()")
     page.goto(base + "/")
     wait_for(page, "document.querySelectorAll('#firing-alerts tbody tr').length === 3")

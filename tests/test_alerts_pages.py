@@ -26,7 +26,7 @@ from alerts.models import (
 )
 from streams import api_tokens
 from streams.models import Event
-from tests.ingest import legacy_push
+from tests.ingest import april_activity, legacy_push
 
 SLACK_URL = "https://hooks.slack.com/services/T0001/B0002/s3cretHookValueABCD"
 BOT_TOKEN = "xoxb-1234-s3cret-bot-tokenWXYZ"
@@ -99,24 +99,6 @@ def rule_data(conditions=(), **fields):
     data.update(fields)
     data.update(formset("cond", list(conditions), ("path", "op", "value", "negate")))
     return data
-
-
-def push(client, source, token, *activities):
-    return legacy_push(client, source, token, activities)
-
-
-_guids = iter(range(10**6))
-
-
-def activity(type_id=1, name="Visit Webpage", lead=7, primary="/pricing"):
-    return {
-        "marketoGUID": f"alerts-page-{next(_guids)}",
-        "leadId": lead,
-        "activityDate": "2026-04-20T18:43:56Z",
-        "activityTypeId": type_id,
-        "activityType": name,
-        "primaryAttributeValue": primary,
-    }
 
 
 def make_rule(**fields):
@@ -381,16 +363,14 @@ def preview_of(client, path, data):
 
 
 def test_the_match_preview_agrees_with_what_evaluation_fires(admin_user, source, api_token, client):
-    push(
-        client,
-        source,
-        api_token,
-        activity(24, "Add to List", lead=1, primary="Spring list"),
-        activity(24, "Add to List", lead=2, primary="Spring list"),
-        activity(24, "Add to List", lead=2, primary="Spring list"),
-        activity(24, "Add to List", lead=3, primary="Other list"),
-        activity(1, "Visit Webpage", lead=1, primary="Spring list"),
-    )
+    activities = [
+        april_activity(24, name="Add to List", lead=1, primary="Spring list"),
+        april_activity(24, name="Add to List", lead=2, primary="Spring list"),
+        april_activity(24, name="Add to List", lead=2, primary="Spring list"),
+        april_activity(24, name="Add to List", lead=3, primary="Other list"),
+        april_activity(1, name="Visit Webpage", lead=1, primary="Spring list"),
+    ]
+    legacy_push(client, source, api_token, activities)
     manager = logged_in(admin_user)
     rows = [
         {"path": "activity_type_id", "op": "eq", "value": "24"},
@@ -411,8 +391,8 @@ def test_the_match_preview_agrees_with_what_evaluation_fires(admin_user, source,
 
 
 def test_the_threshold_preview_agrees_with_what_evaluation_fires(admin_user, source, api_token, client):
-    push(client, source, api_token, *[activity(8, "Email Bounced", lead=n) for n in range(4)])
-    push(client, source, api_token, activity(1, "Visit Webpage"))
+    legacy_push(client, source, api_token, [april_activity(8, name="Email Bounced", lead=n) for n in range(4)])
+    legacy_push(client, source, api_token, [april_activity(1, name="Visit Webpage")])
     manager = logged_in(admin_user)
     rows = [{"path": "activity_type_id", "op": "in", "value": "8, 27"}]
     data = rule_data(rows, name="Bounces", kind="threshold", threshold="2", window_minutes="5", group_by="source")
@@ -427,7 +407,9 @@ def test_the_threshold_preview_agrees_with_what_evaluation_fires(admin_user, sou
 
 
 def test_the_preview_of_an_existing_rule_uses_the_form_not_the_saved_rule(admin_user, source, api_token, client):
-    push(client, source, api_token, activity(37, "Delete Lead", lead=5), activity(13, "Change Data Value", lead=6))
+    deleted = april_activity(37, name="Delete Lead", lead=5)
+    changed = april_activity(13, name="Change Data Value", lead=6)
+    legacy_push(client, source, api_token, [deleted, changed])
     rule = make_rule()
     manager = logged_in(admin_user)
     rows = [{"path": "activity_type_id", "op": "eq", "value": "13"}]
@@ -441,8 +423,8 @@ def test_the_preview_of_an_existing_rule_uses_the_form_not_the_saved_rule(admin_
 def test_a_manager_previews_only_the_sources_they_see(manager, source, other_source, api_token, client):
     from streams.auth import issue_api_token
 
-    push(client, source, api_token, activity(37, "Delete Lead", lead=1))
-    push(client, other_source, issue_api_token(other_source), activity(37, "Delete Lead", lead=2))
+    legacy_push(client, source, api_token, [april_activity(37, name="Delete Lead", lead=1)])
+    legacy_push(client, other_source, issue_api_token(other_source), [april_activity(37, name="Delete Lead", lead=2)])
     rows = [{"path": "activity_type_id", "op": "eq", "value": "37"}]
     preview, html = preview_of(logged_in(manager), "/alerts/rules/new/", rule_data(rows, name="Deletes"))
     assert [s["lead"] for f in preview["outcome"].firings for s in f.samples] == ["1"]
@@ -485,7 +467,7 @@ def test_the_history_is_filtered_and_paginated(admin_user, source, other_source)
 
 
 def test_an_alert_shows_its_samples_timeline_and_every_delivery_attempt(admin_user, source, api_token, client):
-    push(client, source, api_token, activity(37, "Delete Lead", lead=42, primary="gone"))
+    legacy_push(client, source, api_token, [april_activity(37, name="Delete Lead", lead=42, primary="gone")])
     rule = make_rule()
     evaluate.evaluate()
     alert = Alert.objects.get()

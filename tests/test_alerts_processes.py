@@ -3,11 +3,10 @@
 import json
 import sqlite3
 
-import orjson
 import pytest
 
-from tests.ingest import activity
-from tests.processes import SOLO_WORKER, bare_env, celery, daphne, http, manage, stop_embedded_redis, wait_for
+from tests.ingest import activity, http_push
+from tests.processes import SOLO_WORKER, bare_env, celery, daphne, manage, stop_embedded_redis, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -23,10 +22,8 @@ def system(tmp_path):
 
 
 def push_delete_lead(base, source):
-    body = orjson.dumps({"munchkinId": "123-ABC-456", "activities": [activity(37, lead="42")]})
-    url = base + source["endpoints"]["legacy_push"]
-    status, _, answer = http("POST", url, body, {"Authorization": f"Bearer {source['api_token']}"})
-    assert status == 200, answer
+    """One Delete Lead, what the delete-lead preset fires on."""
+    http_push(base, source, [activity(37, lead="42")])
 
 
 def alerts(db):

@@ -12,17 +12,10 @@ from streams import announce
 from streams.models import Batch, Event
 from streams.store import Stored
 from tests.conftest import payload
+from tests.ingest import legacy_post
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def push(client, source, token, body=None):
-    return client.post(
-        f"/ingest/{source.ingest_key}/marketo-push/",
-        body or payload("lads_legacy_push_batch.json"),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {token}",
-    )
+BATCH = payload("lads_legacy_push_batch.json")  # three activities
 
 
 @pytest.fixture
@@ -35,7 +28,7 @@ def subscriber(redis_client):
 
 
 def test_a_committed_batch_is_announced_with_its_counts(client, source, api_token, subscriber):
-    assert push(client, source, api_token).status_code == 200
+    assert legacy_post(client, source, api_token, BATCH).status_code == 200
     message = subscriber.get_message(timeout=2)
     announced = json.loads(message["data"])
     batch = Batch.objects.get()
@@ -45,17 +38,17 @@ def test_a_committed_batch_is_announced_with_its_counts(client, source, api_toke
 
 
 def test_a_redelivery_with_nothing_new_is_not_announced(client, source, api_token, subscriber):
-    push(client, source, api_token)
+    legacy_post(client, source, api_token, BATCH)
     subscriber.get_message(timeout=2)
-    push(client, source, api_token)
+    legacy_post(client, source, api_token, BATCH)
     assert subscriber.get_message(timeout=0.5) is None
 
 
 def test_counters_count_accepted_duplicates_and_refusals_by_reason(client, source, api_token, redis_client):
-    push(client, source, api_token)
-    push(client, source, api_token)
-    push(client, source, "wrong")
-    push(client, source, api_token, body=b"{}")
+    legacy_post(client, source, api_token, BATCH)
+    legacy_post(client, source, api_token, BATCH)
+    legacy_post(client, source, "wrong", BATCH)
+    legacy_post(client, source, api_token, b"{}")
     counters = announce.counters(source.id)
     assert counters["accepted"] == 3
     assert counters["duplicates"] == 3
@@ -75,12 +68,12 @@ def redis_down(settings):
 
 
 def test_redis_down_never_fails_an_acknowledgement(client, source, api_token, redis_down):
-    response = push(client, source, api_token)
+    response = legacy_post(client, source, api_token, BATCH)
     assert response.status_code == 200
     assert Event.objects.count() == 3
     # After a failure the next requests do not even try for a few seconds.
     assert announce._paused_until > 0
-    assert push(client, source, api_token).status_code == 200
+    assert legacy_post(client, source, api_token, BATCH).status_code == 200
 
 
 def test_concurrent_announcements_share_a_pipeline_and_each_is_sent_before_its_call_returns(

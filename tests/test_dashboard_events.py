@@ -20,18 +20,6 @@ HOSTILE = '</script><img src=x onerror="alert(1)">'
 BIG = 123456789012345678901234567890  # beyond 64 bits: a float would lose digits
 
 
-def push(client, source, token, *activities):
-    return legacy_push(client, source, token, activities)
-
-
-def raw_push(client, source, token, body):
-    """A legacy push of hand-written JSON (orjson cannot write integers beyond 64 bits)."""
-    response = client.post(
-        f"/ingest/{source.ingest_key}/marketo-push/", body, "application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
-    )
-    assert response.status_code == 200, response.content
-
-
 def event_of(**lookups):
     return Event.objects.get(**lookups)
 
@@ -49,8 +37,9 @@ def test_the_event_page_shows_every_field_its_flags_its_batch_and_the_raw_payloa
     item = activity(46, lead="77", primary=HOSTILE, campaignId=55, campaignName="Spring <b>Send</b>")
     item["activityDate"] = "2026-12-01 10:00:00"  # no zone: flagged time_no_zone
     item["attributes"] = [{"name": "Score", "value": 0}]
+    # Written by json, not orjson: orjson cannot write an integer beyond 64 bits.
     body = json.dumps({"munchkinId": source.munchkin_id, "messageId": "msg-1", "activities": [item]})
-    raw_push(client, source, api_token, body.replace('"value": 0', f'"value": {BIG}'))
+    legacy_push(client, source, api_token, body.replace('"value": 0', f'"value": {BIG}'))
     client.force_login(teammate)
     event = event_of(lead_id="77")
     response = page_of(client, event)
@@ -67,7 +56,7 @@ def test_the_event_page_shows_every_field_its_flags_its_batch_and_the_raw_payloa
 
 
 def test_an_event_is_found_by_its_id_alone_and_by_a_wrong_received_time_too(client, source, api_token, admin_user):
-    push(client, source, api_token, activity(1, lead="5"))
+    legacy_push(client, source, api_token, [activity(1, lead="5")])
     event = event_of(lead_id="5")
     client.force_login(admin_user)
     assert client.get(f"/events/{event.pk}/").status_code == 200
@@ -79,7 +68,7 @@ def test_an_event_is_found_by_its_id_alone_and_by_a_wrong_received_time_too(clie
 def test_an_event_of_a_source_one_may_not_see_is_a_404_as_one_that_does_not_exist(
     client, source, other_source, api_token, teammate, stranger
 ):
-    push(client, source, api_token, activity(1, lead="5"))
+    legacy_push(client, source, api_token, [activity(1, lead="5")])
     event = event_of(lead_id="5")
     client.force_login(stranger)
     assert page_of(client, event).status_code == 404
@@ -95,9 +84,13 @@ def test_an_event_of_a_source_one_may_not_see_is_a_404_as_one_that_does_not_exis
 
 def test_the_event_page_shows_the_same_lead_around_it_by_occurred_time(client, source, api_token, admin_user):
     hours = [f"2026-12-01T{h:02d}:00:00Z" for h in range(1, 14)]
-    push(client, source, api_token, *[activity(1, lead="9", primary=f"/h{at[11:13]}", activityDate=at) for at in hours])
-    push(client, source, api_token, activity(1, lead="10", primary="/someone-else", activityDate=hours[6]))
-    push(client, source, api_token, activity(1, lead="9", primary="/a-week-later", activityDate="2026-12-08T07:00:00Z"))
+    legacy_push(
+        client, source, api_token, [activity(1, lead="9", primary=f"/h{at[11:13]}", activityDate=at) for at in hours]
+    )
+    legacy_push(client, source, api_token, [activity(1, lead="10", primary="/someone-else", activityDate=hours[6])])
+    legacy_push(
+        client, source, api_token, [activity(1, lead="9", primary="/a-week-later", activityDate="2026-12-08T07:00:00Z")]
+    )
     client.force_login(admin_user)
     middle = event_of(lead_id="9", primary_attribute="/h07")
     html = page_of(client, middle).content.decode()
@@ -113,7 +106,7 @@ def test_the_event_page_shows_the_same_lead_around_it_by_occurred_time(client, s
 
 
 def test_rows_of_the_snapshots_and_the_live_frames_link_to_their_event(client, source, api_token, admin_user):
-    push(client, source, api_token, activity(1, lead="5", primary="/linked"))
+    legacy_push(client, source, api_token, [activity(1, lead="5", primary="/linked")])
     event = event_of(lead_id="5")
     client.force_login(admin_user)
     expected = f"/events/{event.pk}/?at="
@@ -155,15 +148,13 @@ def test_search_filters_by_lead_email_type_campaign_user_and_text(
     from tests.ingest import io_post
 
     email = [{"name": "Email", "value": "jane@example.com"}]
-    push(
-        client,
-        source,
-        api_token,
+    activities = [
         activity(1, lead="1", primary="/pricing"),
         activity(12, lead="2", primary="Jane Doe", attributes=email),
         activity(6, lead="3", primary="Newsletter", campaignId=55, campaignName="Spring Send"),
         activity(1, lead="3", primary="/careers"),
-    )
+    ]
+    legacy_push(client, source, api_token, activities)
     io_post(client, source, signed_headers, [audit("Email", "edit", user_id="ops@example.com")])
     client.force_login(admin_user)
     assert len(found(client)) == 5
@@ -194,8 +185,8 @@ def test_a_type_asked_for_by_its_text_is_kept_by_the_form(client, source, admin_
 
 
 def test_search_is_always_within_a_bounded_time_range(client, source, api_token, admin_user):
-    push(client, source, api_token, activity(1, lead="1", primary="/old"))
-    push(client, source, api_token, activity(1, lead="1", primary="/new"))
+    legacy_push(client, source, api_token, [activity(1, lead="1", primary="/old")])
+    legacy_push(client, source, api_token, [activity(1, lead="1", primary="/new")])
     Event.objects.filter(primary_attribute="/old").update(received_at=timezone.now() - timedelta(days=3))
     client.force_login(admin_user)
     assert found(client) == ["/new"]  # the last 24 hours by default
@@ -218,7 +209,7 @@ def test_search_is_always_within_a_bounded_time_range(client, source, api_token,
 
 
 def test_search_shows_only_the_sources_one_may_see(client, source, other_source, api_token, teammate):
-    push(client, source, api_token, activity(1, lead="1", primary="/mine"))
+    legacy_push(client, source, api_token, [activity(1, lead="1", primary="/mine")])
     Event.objects.create(
         source=other_source, batch_id=Event.objects.get().batch_id, stream="activity", type="x",
         received_at=Event.objects.get().received_at, lead_id="1", primary_attribute="/theirs", raw="{}",
@@ -233,7 +224,7 @@ def test_search_shows_only_the_sources_one_may_see(client, source, other_source,
 def test_search_pages_by_id_newest_first(client, source, api_token, admin_user, monkeypatch):
     monkeypatch.setattr(search, "PAGE", 2)
     for n in range(5):
-        push(client, source, api_token, activity(1, lead="1", primary=f"/p{n}"))
+        legacy_push(client, source, api_token, [activity(1, lead="1", primary=f"/p{n}")])
     client.force_login(admin_user)
     pages, params = [], {}
     while True:
@@ -250,8 +241,8 @@ def test_a_scan_stops_at_its_row_bound_says_so_and_goes_on_from_there(
     client, source, api_token, admin_user, monkeypatch
 ):
     monkeypatch.setattr(search, "SCAN_ROWS", 3)
-    push(client, source, api_token, activity(1, primary="/needle"))
-    push(client, source, api_token, *[activity(1, primary="/hay") for _ in range(4)])
+    legacy_push(client, source, api_token, [activity(1, primary="/needle")])
+    legacy_push(client, source, api_token, [activity(1, primary="/hay") for _ in range(4)])
     client.force_login(admin_user)
     response = client.get("/events/", {"text": "needle"})
     assert response.context["rows"] == [] and response.context["result"].capped
@@ -289,7 +280,7 @@ def test_a_search_over_its_time_limit_is_stopped_and_says_so(client, source, adm
 
 
 def test_the_search_page_escapes_what_events_carry(client, source, api_token, admin_user):
-    push(client, source, api_token, activity(1, lead="1", primary=HOSTILE))
+    legacy_push(client, source, api_token, [activity(1, lead="1", primary=HOSTILE)])
     client.force_login(admin_user)
     html = client.get("/events/", {"text": "script"}).content.decode()
     assert HOSTILE not in html and "&lt;/script&gt;&lt;img" in html
@@ -301,8 +292,8 @@ def test_the_search_page_escapes_what_events_carry(client, source, api_token, ad
 
 def test_the_csv_holds_the_search_s_rows_with_formula_cells_neutralised(client, source, api_token, admin_user):
     formulas = ["=1+1", "+SUM(A1)", "-2+3", "@cmd", "/plain"]
-    push(client, source, api_token, *[activity(1, lead="4", primary=p) for p in formulas])
-    push(client, source, api_token, activity(1, lead="5", primary="=other lead"))
+    legacy_push(client, source, api_token, [activity(1, lead="4", primary=p) for p in formulas])
+    legacy_push(client, source, api_token, [activity(1, lead="5", primary="=other lead")])
     client.force_login(admin_user)
     response = client.get("/events/search.csv", {"lead": "4"})
     assert response.status_code == 200

@@ -17,6 +17,7 @@ import pytest
 from dashboard.health import LAG_SAMPLE
 from tests.browser import WAIT_MS, needs_chromium, prepare, wait_for, watch
 from tests.conftest import KeyPair
+from tests.ingest import april_activity, http_push
 from tests.processes import BIN, ROOT, _wait_until_listening, free_port, http, manage, stop_embedded_redis
 from tests.screenshots import PHONE, screenshot
 
@@ -88,26 +89,8 @@ _guids = iter(range(10**6))
 
 
 def push(site, *activities, base=None):
-    body = json.dumps({"munchkinId": "123-ABC-456", "activities": list(activities)}).encode()
-    status, _, answer = http(
-        "POST",
-        (base or site["base"]) + site["source"]["endpoints"]["legacy_push"],
-        body,
-        {"Authorization": f"Bearer {site['source']['api_token']}", "Content-Type": "application/json"},
-    )
-    assert status == 200, answer
-    return json.loads(answer)
-
-
-def activity(primary="/pricing", lead=7, type_id=1, name="Visit Webpage", at="2026-04-20T18:43:56Z"):
-    return {
-        "marketoGUID": f"browser-{next(_guids)}",
-        "leadId": lead,
-        "activityDate": at,
-        "activityTypeId": type_id,
-        "activityType": name,
-        "primaryAttributeValue": primary,
-    }
+    """Activities to the site's source, through its first web process unless ``base`` is the other's."""
+    return http_push(base or site["base"], site["source"], activities)
 
 
 def open_overview(page, site, base=None):
@@ -146,7 +129,12 @@ def test_the_chart_totals_and_feed_update_live_without_reloading(site, page):
     open_overview(page, site)
     page.evaluate("window.__sameDocument = true")
     before = charted(page)
-    push(site, activity("/live-1"), activity("/live-2"), activity("/live-3", type_id=11, name="Click Email"))
+    push(
+        site,
+        april_activity(1, primary="/live-1"),
+        april_activity(1, primary="/live-2"),
+        april_activity(11, primary="/live-3", name="Click Email"),
+    )
     wait_for_charted(page, before + 3)
     wait_for(page, "[...document.querySelectorAll('#feed td')].some(td => td.textContent === '/live-3')")
     assert page.evaluate("window.__sameDocument") is True
@@ -166,13 +154,18 @@ def test_with_two_web_processes_each_socket_gets_each_batch_once(site, page):
     second = watch(page.context.new_page())
     open_overview(second, site, base=site["other"])
     before = [charted(page), charted(second)]
-    push(site, activity("/two-processes-1"), activity("/two-processes-2"), base=site["other"])
-    push(site, activity("/two-processes-3"))
+    push(
+        site,
+        april_activity(1, primary="/two-processes-1"),
+        april_activity(1, primary="/two-processes-2"),
+        base=site["other"],
+    )
+    push(site, april_activity(1, primary="/two-processes-3"))
     for tab, start in zip((page, second), before, strict=True):
         wait_for(tab, "[...document.querySelectorAll('#feed td')].some(td => td.textContent === '/two-processes-3')")
         wait_for_charted(tab, start + 3)
     # One more batch: by the time it shows, any doubled delivery of the first two would have too.
-    push(site, activity("/two-processes-4"))
+    push(site, april_activity(1, primary="/two-processes-4"))
     for tab, start in zip((page, second), before, strict=True):
         wait_for_charted(tab, start + 4)
         assert charted(tab) == pytest.approx(start + 4)
@@ -181,7 +174,9 @@ def test_with_two_web_processes_each_socket_gets_each_batch_once(site, page):
 def test_untrusted_text_shows_as_text_and_runs_nowhere(site, page):
     open_overview(page, site)
     custom_name = '<img src=x onerror="window.__pwned=3">Webinar'
-    push(site, activity(EVIL_SCRIPT, lead=EVIL), activity(EVIL, type_id=100001, name=custom_name))
+    push(
+        site, april_activity(1, primary=EVIL_SCRIPT, lead=EVIL), april_activity(100001, primary=EVIL, name=custom_name)
+    )
     wait_for(page, "t => [...document.querySelectorAll('#feed td')].some(td => td.textContent === t)", arg=EVIL_SCRIPT)
     texts = feed_texts(page)
     assert EVIL in texts and EVIL_SCRIPT in texts and custom_name in texts
@@ -200,7 +195,7 @@ def test_untrusted_text_shows_as_text_and_runs_nowhere(site, page):
 
 def test_no_request_leaves_the_machine(site, page):
     open_overview(page, site)
-    push(site, activity("/local-only"))
+    push(site, april_activity(1, primary="/local-only"))
     wait_for(page, "[...document.querySelectorAll('#feed td')].some(td => td.textContent === '/local-only')")
     page.select_option("#range", "7d")
     wait_for(page, "document.getElementById('rate-chart').layout.uirevision === 'rate-7d'")
@@ -215,7 +210,7 @@ def test_times_are_shown_in_the_viewer_s_time_zone(site, page):
     zone = page.inner_text("#zone")
     assert zone in ("Asia/Kolkata", "Asia/Calcutta")  # ICU may name the zone by its older alias
     assert any(f"tz={zone.replace('/', '%2F')}" in url for url in page.urls if "/api/v1/overview" in url)
-    push(site, activity("/what-time"))
+    push(site, april_activity(1, primary="/what-time"))
     wait_for(page, "[...document.querySelectorAll('#feed td')].some(td => td.textContent === '/what-time')")
     last_bar = page.evaluate("document.getElementById('rate-chart').data[0].x.slice(-1)[0]")
     now = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -233,7 +228,7 @@ def test_drawing_pauses_while_the_tab_is_hidden_and_catches_up_when_shown(site, 
         }"""
     )
     assert page.inner_text("#live-status") == "paused while the tab is hidden"
-    push(site, activity("/while-hidden"))
+    push(site, april_activity(1, primary="/while-hidden"))
     wait_for_frame_with(page, "/while-hidden")
     page.wait_for_timeout(1000)  # four redraw periods: the frame waits in the buffer meanwhile
     assert "/while-hidden" not in feed_texts(page)
@@ -255,7 +250,9 @@ def test_after_its_server_restarts_the_page_reconnects_and_resyncs(site, page):
         before = charted(page)
     wait_for(page, "document.getElementById('live-status').textContent.startsWith('reconnecting')", timeout=WAIT_MS)
     # While the page's process is away, events arrive through another one: no delta reaches the page.
-    push(site, activity("/while-away-1"), activity("/while-away-2"), base=site["other"])
+    push(
+        site, april_activity(1, primary="/while-away-1"), april_activity(1, primary="/while-away-2"), base=site["other"]
+    )
     # The badge does not claim the page is current: away for over 10 s, it says since when it is stale.
     wait_for(page, "document.getElementById('live-status').textContent.startsWith('stale since')", timeout=WAIT_MS)
     screenshot(page, "overview-stale")
@@ -272,13 +269,13 @@ def test_after_its_server_restarts_the_page_reconnects_and_resyncs(site, page):
 def test_the_lead_tail_shows_only_what_its_filters_ask_for_live_and_links_to_the_lead(site, page):
     page.goto(site["base"] + "/leads/?type=13")
     wait_for(page, "document.getElementById('live-status').textContent === 'live'")
-    change = activity(EVIL, lead=4242, type_id=13, name="Change Data Value")
+    change = april_activity(13, primary=EVIL, lead=4242, name="Change Data Value")
     change["attributes"] = [
         {"name": "Attribute Name", "value": "City"},
         {"name": "Old Value", "value": EVIL_SCRIPT},
         {"name": "New Value", "value": "Paris"},
     ]
-    push(site, *[activity(f"/noise-{i}") for i in range(60)], change)
+    push(site, *[april_activity(1, primary=f"/noise-{i}") for i in range(60)], change)
     wait_for(page, "t => [...document.querySelectorAll('#tail td')].some(td => td.textContent === t)", arg=EVIL)
     shown = page.eval_on_selector_all("#tail tbody td:nth-child(4)", "cells => cells.map(c => c.textContent)")
     assert set(shown) == {"Change Data Value"}
@@ -366,8 +363,8 @@ def test_stream_health_follows_the_deltas_without_a_new_snapshot(site, page):
     # A whole lag sample of events that just happened: p50 and p95 are seconds, not the earlier tests'
     # April activities, whatever day the suite runs on.
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    again = activity("/health-dup", at=now)
-    push(site, *[activity(f"/health-{i}", at=now) for i in range(LAG_SAMPLE - 1)], again)
+    again = april_activity(1, primary="/health-dup", activityDate=now)
+    push(site, *[april_activity(1, primary=f"/health-{i}", activityDate=now) for i in range(LAG_SAMPLE - 1)], again)
     push(site, again)  # stored once: a duplicate, and no batch of its own
     wait_for(page, "n => Number(document.querySelector('#health tbody td.per-minute').textContent) >= n",
              arg=per_minute + 2 - 0.01)  # fmt: skip
@@ -394,7 +391,7 @@ def test_a_custom_range_that_holds_now_fills_up_live(site, page):
     wait_for(page, "document.getElementById('rate-chart').layout.uirevision.startsWith('rate-custom-')")
     wait_for(page, "document.getElementById('live-status').textContent === 'live'")
     before = charted(page)
-    push(site, activity("/custom-live-1"), activity("/custom-live-2"))
+    push(site, april_activity(1, primary="/custom-live-1"), april_activity(1, primary="/custom-live-2"))
     wait_for_charted(page, before + 2)  # minute buckets: events per minute add up to the events
     assert page.evaluate("document.getElementById('rate-chart').data[0].x.length") == 120  # it did not slide
 
@@ -409,14 +406,14 @@ def test_the_lead_tail_has_a_range_and_a_past_one_takes_nothing_live(site, page)
     assert page.input_value("#range") == "custom"
     assert page.is_visible("#custom-range")
     assert tail_rows(page) == []
-    push(site, activity("/tail-range-1"))
+    push(site, april_activity(1, primary="/tail-range-1"))
     wait_for_frame_with(page, "/tail-range-1")
     page.wait_for_timeout(1000)  # four redraw periods
     assert tail_rows(page) == []
     page.select_option("#range", "1h")
     wait_for(page, "[...document.querySelectorAll('#tail td')].some(td => td.textContent === '/tail-range-1')")
     assert "range=1h" in page.url
-    push(site, activity("/tail-range-2"))
+    push(site, april_activity(1, primary="/tail-range-2"))
     wait_for(page, "[...document.querySelectorAll('#tail td')].some(td => td.textContent === '/tail-range-2')")
     assert page.errors == []
 
@@ -437,7 +434,7 @@ def test_a_source_added_while_the_overview_is_open_appears_without_reloading(sit
 def test_health_says_what_duplicates_are_and_its_rate_is_the_server_s(site, page):
     open_overview(page, site)
     # A whole lag sample of April activities (an earlier test's fresh ones leave it).
-    push(site, *[activity(f"/rate-{i}") for i in range(LAG_SAMPLE)])
+    push(site, *[april_activity(1, primary=f"/rate-{i}") for i in range(LAG_SAMPLE)])
     wait_for(page, "t => [...document.querySelectorAll('#feed td')].some(td => td.textContent === t)",
              arg=f"/rate-{LAG_SAMPLE - 1}")  # fmt: skip
     shown = float(health_cells(page)[4])
@@ -477,7 +474,7 @@ def test_a_type_keeps_its_colour_live_after_a_new_snapshot_and_on_the_server(sit
     from dashboard.figures import colour_of
 
     open_overview(page, site)
-    push(site, activity("/colour", type_id=6, name="Send Email"))
+    push(site, april_activity(6, primary="/colour", name="Send Email"))
     find = "() => (document.getElementById('rate-chart').data.find(t => t.name === 'Send Email') || {}).marker"
     wait_for(page, find + " !== undefined")
     key, live = page.evaluate(
@@ -502,12 +499,10 @@ def open_event_from(page, selector, text):
 
 def test_a_row_of_the_latest_events_or_the_tail_opens_its_event_and_a_search_finds_it(site, page, browser, logged_in):
     big = "123456789012345678901234567890"
-    item = activity("/inspect-me " + EVIL, lead=5151)
+    item = april_activity(1, primary="/inspect-me " + EVIL, lead=5151)
     item["attributes"] = [{"name": "Score", "value": 0}]
     body = json.dumps({"munchkinId": "123-ABC-456", "activities": [item]}).replace('"value": 0', f'"value": {big}')
-    headers = {"Authorization": f"Bearer {site['source']['api_token']}", "Content-Type": "application/json"}
-    status, _, answer = http("POST", site["base"] + site["source"]["endpoints"]["legacy_push"], body.encode(), headers)
-    assert status == 200, answer
+    http_push(site["base"], site["source"], body)  # as written: an integer beyond 64 bits (orjson has none)
     open_overview(page, site)
     wait_for(page, "[...document.querySelectorAll('#feed td')].some(td => td.textContent.startsWith('/inspect-me'))")
     open_event_from(page, "#feed", "/inspect-me")

@@ -13,30 +13,10 @@ from dashboard import payloads, tail, timeline
 from dashboard.groups import SOCKET_PATH
 from fluxo.asgi import application
 from tests.conftest import payload
-from tests.ingest import legacy_push
+from tests.ingest import april_activity, legacy_push
 
 TAIL = "/api/v1/tail"
 FRAME_WAIT = 10  # seconds; a bound on a failure only
-
-
-def push(client, source, token, *activities):
-    return legacy_push(client, source, token, activities)
-
-
-_guids = iter(range(10**6))
-
-
-def activity(type_id=1, name="Visit Webpage", lead=7, primary="/pricing", **extra):
-    return {
-        "marketoGUID": f"lead-test-{next(_guids)}",
-        "leadId": lead,
-        "activityDate": "2026-04-20T18:43:56Z",
-        "activityTypeId": type_id,
-        "activityType": name,
-        "primaryAttributeValue": primary,
-        "attributes": extra.pop("attributes", []),
-        **extra,
-    }
 
 
 def change(field, old, new, lead=7):
@@ -46,7 +26,7 @@ def change(field, old, new, lead=7):
         {"name": "New Value", "value": new},
         {"name": "Reason", "value": "Form fill"},
     ]
-    return activity(13, "Change Data Value", lead, field, attributes=attributes)
+    return april_activity(13, name="Change Data Value", lead=lead, primary=field, attributes=attributes)
 
 
 # --- Filters and the tail over HTTP -------------------------------------------------------------------
@@ -74,15 +54,13 @@ def test_filters_have_stable_distinct_keys():
 
 @pytest.mark.django_db
 def test_the_tail_applies_every_filter_on_the_server(client, source, api_token, admin_user):
-    push(
-        client,
-        source,
-        api_token,
-        activity(),
-        activity(lead=8),
+    activities = [
+        april_activity(1),
+        april_activity(1, lead=8),
         change("Email", "a@x.io", "b@x.io", lead=8),
-        activity(6, "Send Email", campaignId=55, campaignName="Spring Send"),
-    )
+        april_activity(6, name="Send Email", campaignId=55, campaignName="Spring Send"),
+    ]
+    legacy_push(client, source, api_token, activities)
     client.force_login(admin_user)
 
     def labels(**params):
@@ -110,7 +88,7 @@ def test_the_tail_refuses_bad_filters_and_other_people_s_sources(client, source,
 
 @pytest.mark.django_db
 def test_the_tail_shows_only_what_was_received_in_the_range_asked_for(client, source, api_token, admin_user):
-    push(client, source, api_token, activity(primary="/now"))
+    legacy_push(client, source, api_token, [april_activity(1, primary="/now")])
     client.force_login(admin_user)
 
     def shown(**params):
@@ -167,13 +145,15 @@ async def receive(communicator):
 @pytest.mark.django_db(transaction=True)
 def test_a_filtered_tail_gets_the_rare_type_it_asked_for_among_many_others(client, source, api_token, teammate):
     cookie = cookie_of(teammate)
-    busy = [activity(lead=1000 + i) for i in range(payloads.TAIL_SAMPLE + 30)]
+    busy = [april_activity(1, lead=1000 + i) for i in range(payloads.TAIL_SAMPLE + 30)]
 
     async def scenario():
         communicator = socket(cookie, f"view=tail&source={source.id}&type=13")
         assert (await communicator.connect(timeout=FRAME_WAIT))[0]
         assert (await receive(communicator))["type"] == "live.hello"
-        await sync_to_async(push)(client, source, api_token, *busy[:40], change("City", "Lyon", "Paris"), *busy[40:])
+        await sync_to_async(legacy_push)(
+            client, source, api_token, [*busy[:40], change("City", "Lyon", "Paris"), *busy[40:]]
+        )
         frame = await receive(communicator)
         assert frame["type"] == "live.tail"
         assert [(e["label"], e["detail"]) for e in frame["events"]] == [("Change Data Value", "City")]
@@ -191,7 +171,9 @@ def test_an_unfiltered_tail_gets_a_bounded_sample_and_says_so(client, source, ap
         communicator = socket(cookie, "view=tail&source=all")
         assert (await communicator.connect(timeout=FRAME_WAIT))[0]
         await receive(communicator)
-        await sync_to_async(push)(client, source, api_token, *[activity() for _ in range(payloads.TAIL_SAMPLE + 1)])
+        await sync_to_async(legacy_push)(
+            client, source, api_token, [april_activity(1) for _ in range(payloads.TAIL_SAMPLE + 1)]
+        )
         frame = await receive(communicator)
         assert len(frame["events"]) == payloads.TAIL_SAMPLE
         assert frame["sampled"] is True
@@ -242,13 +224,15 @@ def test_summaries_say_what_changed():
 
 @pytest.mark.django_db
 def test_a_lead_page_shows_its_whole_timeline_with_old_and_new_values(client, source, api_token, teammate):
-    push(client, source, api_token, *payload_activities())
-    push(
+    legacy_push(client, source, api_token, payload_activities())
+    legacy_push(
         client,
         source,
         api_token,
-        activity(24, "Add To List", primary="Webinar invitees"),
-        activity(1, lead=8, primary="/someone-else"),
+        [
+            april_activity(24, name="Add To List", primary="Webinar invitees"),
+            april_activity(1, lead=8, primary="/someone-else"),
+        ],
     )
     client.force_login(teammate)
     response = client.get(f"/leads/{source.id}/12345/")
@@ -269,7 +253,7 @@ def payload_activities():
 @pytest.mark.django_db
 def test_a_lead_page_escapes_what_the_events_carry(client, source, api_token, admin_user):
     evil = '<img src=x onerror="alert(1)">'
-    push(client, source, api_token, change(evil, "<b>old</b>", "<script>alert(2)</script>"))
+    legacy_push(client, source, api_token, [change(evil, "<b>old</b>", "<script>alert(2)</script>")])
     client.force_login(admin_user)
     html = client.get(f"/leads/{source.id}/7/").content.decode()
     assert "<img src=x" not in html and "<script>alert" not in html and "<b>old" not in html
@@ -288,7 +272,7 @@ def test_a_lead_page_of_a_source_one_may_not_see_is_a_404(client, source, strang
 def test_the_tail_page_offers_standard_and_received_custom_types(client, source, api_token, admin_user):
     from dashboard import rollups
 
-    push(client, source, api_token, activity(100007, "Attended <Webinar>"))
+    legacy_push(client, source, api_token, [april_activity(100007, name="Attended <Webinar>")])
     rollups.roll_up()
     client.force_login(admin_user)
     html = client.get("/leads/").content.decode()

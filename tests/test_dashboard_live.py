@@ -15,6 +15,7 @@ from dashboard import consumers, groups, payloads, tick
 from fluxo.asgi import application
 from streams.auth import issue_api_token
 from streams.models import Event, Source
+from tests.ingest import april_activity, legacy_post, legacy_push
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,20 +43,9 @@ async def open_socket(cookie, query="source=all"):
     return communicator, hello
 
 
-def push(client, source, token, *guids, type_id=1, name="Visit Webpage"):
-    activities = [
-        {"marketoGUID": g, "leadId": 42, "activityDate": "2026-04-20T18:43:56Z", "activityTypeId": type_id,
-         "activityType": name, "primaryAttributeValue": f"page {g}"}
-        for g in guids
-    ]  # fmt: skip
-    response = client.post(
-        f"/ingest/{source.ingest_key}/marketo-push/",
-        orjson.dumps({"munchkinId": source.munchkin_id, "activities": activities}),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {token}",
-    )
-    assert response.status_code == 200
-    return response.json()
+def visits(*guids):
+    """Lead 42's April visits, one per marketoGUID, each to a page of its own."""
+    return [april_activity(1, lead=42, primary=f"page {g}", marketoGUID=g) for g in guids]
 
 
 async def deltas_until(communicator, events):
@@ -128,7 +118,7 @@ def test_a_delta_arrives_after_a_batch_commits(client, source, api_token, teamma
     async def scenario():
         communicator, hello = await open_socket(cookie, f"source={source.id}")
         assert hello["sources"] == [source.id]
-        await sync_to_async(push)(client, source, api_token, "g-1", "g-2", "g-3")
+        await sync_to_async(legacy_push)(client, source, api_token, visits("g-1", "g-2", "g-3"))
         (frame,) = await deltas_until(communicator, 3)
         assert frame["source"] == source.id
         (row,) = frame["counts"]
@@ -153,7 +143,7 @@ def test_a_stranger_watching_all_gets_nothing_of_sources_they_cannot_see(
         watching, _ = await open_socket(teammate_cookie)
         snooping, hello = await open_socket(stranger_cookie)
         assert hello["sources"] == []
-        await sync_to_async(push)(client, source, api_token, "g-1")
+        await sync_to_async(legacy_push)(client, source, api_token, visits("g-1"))
         await deltas_until(watching, 1)
         # The teammate's delta went out in that tick: the stranger would have had theirs by now.
         assert await snooping.receive_nothing(timeout=0.5)
@@ -172,8 +162,8 @@ def test_each_source_gets_its_own_delta_with_only_its_events(
     async def scenario():
         communicator, hello = await open_socket(cookie)
         assert hello["sources"] == sorted([source.id, other_source.id])
-        await sync_to_async(push)(client, source, api_token, "a-1", "a-2")
-        await sync_to_async(push)(client, other_source, other_token, "b-1")
+        await sync_to_async(legacy_push)(client, source, api_token, visits("a-1", "a-2"))
+        await sync_to_async(legacy_push)(client, other_source, other_token, visits("b-1"))
         frames = await deltas_until(communicator, 3)
         by_source = {}
         for frame in frames:
@@ -193,7 +183,7 @@ def test_several_batches_are_coalesced_and_none_is_lost(
     async def scenario():
         communicator, _ = await open_socket(cookie, f"source={source.id}")
         for i in range(6):
-            await sync_to_async(push)(client, source, api_token, f"c-{i}-1", f"c-{i}-2")
+            await sync_to_async(legacy_push)(client, source, api_token, visits(f"c-{i}-1", f"c-{i}-2"))
         frames = await deltas_until(communicator, 12)
         batches = [row["batch"] for frame in frames for row in frame["counts"]]
         assert len(batches) == len(set(batches)) == 6
@@ -228,7 +218,7 @@ def test_the_tick_skips_a_malformed_announcement():
 
 
 def test_frames_hold_a_bounded_sample_and_say_so(source, api_token, client):
-    push(client, source, api_token, *[f"s-{i}" for i in range(payloads.SAMPLE + 5)])
+    legacy_push(client, source, api_token, visits(*[f"s-{i}" for i in range(payloads.SAMPLE + 5)]))
     (batch_id,) = set(Event.objects.values_list("batch_id", flat=True))
     announcement = {
         "batch": batch_id,
@@ -250,7 +240,7 @@ def test_the_tick_keeps_the_rollups_current_without_a_worker(client, source, api
 
     async def scenario():
         communicator, _ = await open_socket(cookie, f"source={source.id}")
-        await sync_to_async(push)(client, source, api_token, "r-1", "r-2")
+        await sync_to_async(legacy_push)(client, source, api_token, visits("r-1", "r-2"))
         await deltas_until(communicator, 2)
         for _ in range(200):
             total = await sync_to_async(lambda: sum(MinuteCount.objects.values_list("count", flat=True)))()
@@ -280,7 +270,7 @@ def test_a_delta_carries_its_events_lags_and_changed_counters_follow(
 
     async def scenario():
         communicator, _ = await open_socket(cookie, f"source={source.id}")
-        await sync_to_async(push)(client, source, api_token, "h-1", "h-2")
+        await sync_to_async(legacy_push)(client, source, api_token, visits("h-1", "h-2"))
         # The counters come in the delta when the tick's look at them saw the batch, else in a health
         # frame before or after it (a look that ran between the commit and the announcement): any order.
         delta, counters = None, {}
@@ -295,10 +285,7 @@ def test_a_delta_carries_its_events_lags_and_changed_counters_follow(
         assert all(lag[2] > 0 for lag in delta["lags"])  # received now, occurred in April 2026
         assert counters["duplicates"] == 0
         # A refused request stores no batch: its count still comes, in a health frame of its own.
-        await sync_to_async(client.post)(
-            f"/ingest/{source.ingest_key}/marketo-push/", b"{}", content_type="application/json",
-            HTTP_AUTHORIZATION="Bearer wrong",
-        )  # fmt: skip
+        await sync_to_async(legacy_post)(client, source, "wrong", b"{}")
         frame = await frame_where(communicator, lambda f: f["type"] == "live.health")
         assert frame["source"] == source.id
         assert frame["counters"]["rejected"]["auth"] == 1
@@ -332,7 +319,7 @@ def test_a_socket_watching_all_follows_a_source_added_after_it_connected(
         changed = await frame_where(communicator, lambda f: f["type"] == "live.sources")
         assert changed["sources"] == sorted([source.id, added.id])
         token = await sync_to_async(issue_api_token)(added)
-        await sync_to_async(push)(client, added, token, "n-1")
+        await sync_to_async(legacy_push)(client, added, token, visits("n-1"))
         (frame,) = await deltas_until(communicator, 1)
         assert frame["source"] == added.id
         await communicator.disconnect()
@@ -357,9 +344,9 @@ def test_sharing_and_unsharing_a_source_is_followed_and_a_stranger_still_gets_no
         await sync_to_async(source.viewer_groups.remove)(group)
         changed = await frame_where(watching, lambda f: f["type"] == "live.sources")
         assert changed["sources"] == [other_source.id]
-        await sync_to_async(push)(client, source, api_token, "u-1")
+        await sync_to_async(legacy_push)(client, source, api_token, visits("u-1"))
         other_token = await sync_to_async(issue_api_token)(other_source)
-        await sync_to_async(push)(client, other_source, other_token, "u-2")
+        await sync_to_async(legacy_push)(client, other_source, other_token, visits("u-2"))
         (frame,) = await deltas_until(watching, 1)
         assert frame["source"] == other_source.id  # nothing of the source no longer shared
         assert await snooping.receive_nothing(timeout=0.5)

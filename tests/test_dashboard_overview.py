@@ -9,6 +9,7 @@ from dashboard import health
 from streams import announce
 from streams.auth import issue_api_token
 from streams.models import Batch
+from tests.ingest import april_activity, legacy_post, legacy_push
 
 pytestmark = pytest.mark.django_db
 
@@ -19,39 +20,21 @@ VISIT = "com.adobe.platform.marketo.activity.standard.visitwebpage"
 # --- Personas -------------------------------------------------------------------------------------------
 
 
-def push(client, source, token, *activities):
-    body = orjson.dumps({"munchkinId": source.munchkin_id, "activities": list(activities)})
-    response = client.post(
-        f"/ingest/{source.ingest_key}/marketo-push/",
-        body,
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {token}",
-    )
-    assert response.status_code in (200, 401), response.content
-    return response
-
-
-def activity(guid, type_id=1, name="Visit Webpage", lead=7, **extra):
-    return {
-        "marketoGUID": guid,
-        "leadId": lead,
-        "activityDate": "2026-04-20T18:43:56Z",
-        "activityTypeId": type_id,
-        "activityType": name,
-        "primaryAttributeValue": extra.pop("primary", "/pricing"),
-        **extra,
-    }
-
-
 @pytest.fixture
 def acme_events(client, source, api_token, redis_client):
-    push(client, source, api_token, activity("a-1"), activity("a-2"), activity("a-3", 11, "Click Email"))
+    activities = [
+        april_activity(1, marketoGUID="a-1"),
+        april_activity(1, marketoGUID="a-2"),
+        april_activity(11, name="Click Email", marketoGUID="a-3"),
+    ]
+    legacy_push(client, source, api_token, activities)
     return source
 
 
 @pytest.fixture
 def eu_events(client, other_source, redis_client):
-    push(client, other_source, issue_api_token(other_source), activity("eu-1", lead=99, primary="secret EU page"))
+    secret = april_activity(1, lead=99, primary="secret EU page", marketoGUID="eu-1")
+    legacy_push(client, other_source, issue_api_token(other_source), [secret])
     return other_source
 
 
@@ -174,8 +157,8 @@ def test_the_snapshot_names_the_batches_its_counts_hold(client, admin_user, acme
 
 
 def test_health_counts_duplicates_refusals_and_503s_per_source(client, admin_user, source, api_token, acme_events):
-    push(client, source, api_token, activity("a-1"))  # a duplicate
-    push(client, source, "wrong-token", activity("a-9"))
+    legacy_push(client, source, api_token, [april_activity(1, marketoGUID="a-1")])  # a duplicate
+    assert legacy_post(client, source, "wrong-token", [april_activity(1, marketoGUID="a-9")]).status_code == 401
     announce.unavailable(source.ingest_key)
     client.force_login(admin_user)
     (row,) = snapshot(client)["health"]

@@ -15,6 +15,7 @@ import pytest
 
 from tests.browser import log_in, needs_chromium, running_site, wait_for
 from tests.conftest import KeyPair
+from tests.ingest import april_activity, http_push
 from tests.processes import http
 from tests.screenshots import screenshot
 
@@ -61,15 +62,6 @@ def io_event(n, type_suffix, data):
     return {"eventid": f"held-{type_suffix}-{n}", "event": {"body": body}}
 
 
-def push_activity(site, n):
-    activity = {"marketoGUID": f"held-{n}-{time.time_ns()}", "leadId": 7, "activityDate": "2026-04-20T18:43:56Z",
-                "activityTypeId": 1, "activityType": "Visit Webpage", "primaryAttributeValue": "/pricing"}  # fmt: skip
-    body = json.dumps({"munchkinId": "123-ABC-456", "activities": [activity]}).encode()
-    headers = {"Authorization": f"Bearer {site['source']['api_token']}", "Content-Type": "application/json"}
-    status, _, answer = http("POST", site["base"] + site["source"]["endpoints"]["legacy_push"], body, headers)
-    assert status == 200, answer
-
-
 def steady_feed(site, make_event):
     """For HELD_S seconds, in a thread: an activity every EVERY_S (the demo's steady stream) and, every
     MARKED_EVERY of those, one event of the page's stream (as rare as on the demo); the markers the
@@ -81,7 +73,7 @@ def steady_feed(site, make_event):
         for i in range(ticks):
             if i % MARKED_EVERY == 0:
                 post_io(site, make_event(i, f"held{i:03d}x"))
-            push_activity(site, i)
+            http_push(site["base"], site["source"], [april_activity(1)])
             time.sleep(EVERY_S)
 
     thread = threading.Thread(target=feed)

@@ -16,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from streams import receivers
 from streams.auth import issue_api_token
 from streams.models import Batch, Event, Source, SourceToken
+from tests.ingest import legacy_post
 
 pytestmark = pytest.mark.django_db
 
@@ -52,43 +53,37 @@ def body(*guids, munchkin="123-ABC-456"):
     return orjson.dumps({"munchkinId": munchkin, "activities": activities})
 
 
-def push(client, source, content, token=None, query=""):
-    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
-    path = f"/ingest/{source.ingest_key}/marketo-push/{query}"
-    return client.post(path, content, content_type="application/json", **headers)
-
-
 def test_a_setting_changed_in_another_process_applies_once_the_cache_expires(client, source, clock):
     token = issue_api_token(source)
-    assert push(client, source, body("g-1"), query=f"?token={token}").status_code == 401  # and cached
+    assert legacy_post(client, source, None, body("g-1"), query=f"?token={token}").status_code == 401  # and cached
     # As another process would: an UPDATE that sends no signal to this one.
     Source.objects.filter(id=source.id).update(allow_query_token=True)
     clock.now += receivers.SOURCE_CACHE_SECONDS - 0.5
-    assert push(client, source, body("g-1"), query=f"?token={token}").status_code == 401
+    assert legacy_post(client, source, None, body("g-1"), query=f"?token={token}").status_code == 401
     clock.now += 1.0
-    assert push(client, source, body("g-1"), query=f"?token={token}").status_code == 200
+    assert legacy_post(client, source, None, body("g-1"), query=f"?token={token}").status_code == 200
 
 
 def test_a_setting_saved_in_this_process_applies_at_once(client, source, clock):
     token = issue_api_token(source)
-    assert push(client, source, body("g-1"), query=f"?token={token}").status_code == 401
+    assert legacy_post(client, source, None, body("g-1"), query=f"?token={token}").status_code == 401
     source.allow_query_token = True
     source.save()
-    assert push(client, source, body("g-1"), query=f"?token={token}").status_code == 200
+    assert legacy_post(client, source, None, body("g-1"), query=f"?token={token}").status_code == 200
 
 
 def test_a_revoked_token_is_refused_at_once(client, source, clock):
     token = issue_api_token(source)
-    assert push(client, source, body("g-1"), token).status_code == 200
+    assert legacy_post(client, source, token, body("g-1")).status_code == 200
     SourceToken.objects.filter(source=source).update(revoked_at="2026-01-01T00:00:00Z")
-    assert push(client, source, body("g-2"), token).status_code == 401
+    assert legacy_post(client, source, token, body("g-2")).status_code == 401
 
 
 def test_a_source_is_looked_up_once_and_a_batch_of_its_own_munchkin_needs_no_lookup(client, source):
     token = issue_api_token(source)
-    assert push(client, source, body("g-1"), token).status_code == 200
+    assert legacy_post(client, source, token, body("g-1")).status_code == 200
     with CaptureQueriesContext(connection) as queries:
-        assert push(client, source, body("g-2", "g-3"), token).status_code == 200
+        assert legacy_post(client, source, token, body("g-2", "g-3")).status_code == 200
     assert [q["sql"] for q in queries if '"streams_source"' in q["sql"]] == []
     assert Event.objects.filter(source=source).count() == 3
     assert [event.flags for event in Event.objects.all()] == [[], [], []]
@@ -97,9 +92,9 @@ def test_a_source_is_looked_up_once_and_a_batch_of_its_own_munchkin_needs_no_loo
 def test_a_batch_of_a_linked_munchkin_is_filed_under_the_source_it_is_delivered_for(client, source, other_source):
     source.delivers_for.add(other_source)
     token = issue_api_token(source)
-    assert push(client, source, body("g-1", munchkin="987-xyz-654"), token).status_code == 200
+    assert legacy_post(client, source, token, body("g-1", munchkin="987-xyz-654")).status_code == 200
     assert (Event.objects.get().source_id, Event.objects.get().flags) == (other_source.id, [])
-    assert push(client, source, body("g-2", munchkin="555-NOP-555"), token).status_code == 200
+    assert legacy_post(client, source, token, body("g-2", munchkin="555-NOP-555")).status_code == 200
     unknown = Event.objects.get(activity_key="555-NOP-555|g-2")
     assert (unknown.source_id, unknown.flags) == (source.id, ["munchkin_foreign"])
 
@@ -107,9 +102,9 @@ def test_a_batch_of_a_linked_munchkin_is_filed_under_the_source_it_is_delivered_
 def test_the_links_of_a_source_are_read_once_per_cached_source(client, source, other_source):
     source.delivers_for.add(other_source)
     token = issue_api_token(source)
-    assert push(client, source, body("g-1"), token).status_code == 200
+    assert legacy_post(client, source, token, body("g-1")).status_code == 200
     with CaptureQueriesContext(connection) as queries:
-        assert push(client, source, body("g-2", munchkin="987-XYZ-654"), token).status_code == 200
+        assert legacy_post(client, source, token, body("g-2", munchkin="987-XYZ-654")).status_code == 200
     assert [q["sql"] for q in queries if "delivers_for" in q["sql"]] == []
 
 
@@ -127,7 +122,7 @@ def test_the_batch_row_holds_what_the_acknowledgement_counted(client, source, ot
             ],
         }
     )
-    assert push(client, source, content, token).json() == {"accepted": 4, "duplicates": 0}
+    assert legacy_post(client, source, token, content).json() == {"accepted": 4, "duplicates": 0}
     batch = Batch.objects.get()
     assert (batch.protocol, batch.source_id, batch.accepted, batch.duplicates) == ("legacy", source.id, 4, 0)
     assert batch.meta == {"push": {"munchkinId": "123-ABC-456"}}
@@ -142,27 +137,27 @@ def test_the_batch_row_holds_what_the_acknowledgement_counted(client, source, ot
     order = [(s, stream, kind, type_id is not None, type_id or 0) for s, stream, kind, type_id, _ in batch.counts]
     assert order == sorted(order)
     # The same push again: all duplicates, no batch row (nothing new to hand off).
-    assert push(client, source, content, token).json() == {"accepted": 0, "duplicates": 4}
+    assert legacy_post(client, source, token, content).json() == {"accepted": 0, "duplicates": 4}
     assert Batch.objects.count() == 1
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_source_deleted_elsewhere_while_cached_gets_503_then_404(client, source, monkeypatch):
     token = issue_api_token(source)
-    assert push(client, source, body("g-1"), token).status_code == 200  # cached now
+    assert legacy_post(client, source, token, body("g-1")).status_code == 200  # cached now
     with connection.cursor() as cursor:  # deleted as another process would: no signal here
         for table in ("streams_event", "streams_batch", "streams_sourcetoken"):
             cursor.execute(f"DELETE FROM {table} WHERE source_id = %s", [source.id])
         cursor.execute("DELETE FROM streams_source WHERE id = %s", [source.id])
     # Token auth reads the (now empty) token table: 401, nothing stored.
-    assert push(client, source, body("g-2"), token).status_code == 401
+    assert legacy_post(client, source, token, body("g-2")).status_code == 401
     # A batch that reaches the insert breaks the foreign key: 503, nothing committed, never a 200 or 500.
     monkeypatch.setattr(receivers, "authenticate_push", lambda request, cached: True)
-    response = push(client, source, body("g-3"), token)
+    response = legacy_post(client, source, token, body("g-3"))
     assert response.status_code == 503
     assert Event.objects.count() == 0
     monkeypatch.undo()
-    assert push(client, source, body("g-3"), token).status_code == 404
+    assert legacy_post(client, source, token, body("g-3")).status_code == 404
 
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'")

@@ -21,7 +21,7 @@ from django.conf import settings
 
 from fluxo import logs
 from tests.conftest import KeyServer
-from tests.ingest import activity
+from tests.ingest import activity, http_push
 from tests.processes import SOLO_WORKER, bare_env, celery, daphne, http, manage, stop_embedded_redis, wait_for
 
 pytestmark = pytest.mark.slow
@@ -62,13 +62,6 @@ def system(tmp_path, key_pairs):
     yield env, token_source, oauth_source, api_token
     keys.close()
     stop_embedded_redis(tmp_path)
-
-
-def push(base, source, auth=None, query=""):
-    body = orjson.dumps({"munchkinId": source["munchkin_id"], "activities": [activity(1)]})
-    headers = {"Authorization": auth} if auth else {}
-    status, _, answer = http("POST", base + source["endpoints"]["legacy_push"] + query, body, headers)
-    assert status == 200, answer
 
 
 def oauth_token(base, oauth):
@@ -130,10 +123,11 @@ def test_a_full_run_logs_json_lines_with_request_ids_and_no_secret(system, key_p
     # -v 0: daphne's own access log (whole URLs, query strings included) off, as the Procfile and fluxo.serve run it.
     with daphne(env, args=("-v", "0")) as base, celery(env, *SOLO_WORKER, "--loglevel", "DEBUG"):
         wait_for(lambda: "ready." in worker_log(tmp_path), timeout=60)
-        push(base, token_source, f"Bearer {token_source['api_token']}")
-        push(base, token_source, query=f"?token={token_source['api_token']}")
+        http_push(base, token_source, [activity(1)])
+        # The token in the query string alone, no Authorization header.
+        http_push(base, token_source, [activity(1)], token="", query=f"?token={token_source['api_token']}")
         bearer = oauth_token(base, oauth_source["oauth"])
-        push(base, oauth_source, f"Bearer {bearer}")
+        http_push(base, oauth_source, [activity(1)], token=bearer)
         used += [bearer, *signed_io(base, token_source, key_pairs)]
         used += log_in(base)
         status, headers, _ = http(

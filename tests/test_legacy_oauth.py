@@ -17,7 +17,6 @@ import urllib.parse
 import uuid
 
 import jwt
-import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -29,6 +28,7 @@ from oauth2_provider.models import AccessToken, Application
 
 from streams import oauth
 from streams.models import Event, Source
+from tests.ingest import APRIL, activity, legacy_post, marketo_body
 
 pytestmark = pytest.mark.django_db
 
@@ -165,35 +165,14 @@ def introspection_source(source, idp):
     return source
 
 
-def push_body(guid="g-1"):
-    activity = {
-        "marketoGUID": guid,
-        "leadId": 12345,
-        "activityDate": "2026-04-20T18:43:56Z",
-        "activityTypeId": 3,
-        "activityType": "Click Link",
-        "attributes": [],
-    }
-    return orjson.dumps(
-        {
-            "sourceApplication": "Marketo",
-            "munchkinId": "123-ABC-456",
-            "messageId": "m-1",
-            "messageCreatedDate": "2026-04-21T15:28:49Z",
-            "activities": [activity],
-        }
-    )
-
-
 @pytest.fixture
 def push(client):
+    """One Click Link (marketoGUID ``guid``: the same again is a duplicate) pushed to ``source`` with
+    ``token`` as the bearer; the response, refused or not."""
+
     def send(source, token, guid="g-1"):
-        return client.post(
-            f"/ingest/{source.ingest_key}/marketo-push/",
-            push_body(guid),
-            content_type="application/json",
-            HTTP_AUTHORIZATION=f"Bearer {token}",
-        )
+        click = activity(3, lead=12345, name="Click Link", marketoGUID=guid, activityDate=APRIL)
+        return legacy_post(client, source, token, marketo_body([click]))
 
     return send
 

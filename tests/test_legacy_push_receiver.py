@@ -1,51 +1,31 @@
 """The legacy Marketo activity push: token auth and rotation, shape, de-duplication across protocols."""
 
+import functools
 import json
 
-import orjson
 import pytest
 
 from streams.auth import issue_api_token
 from streams.models import Event, SourceToken
+from tests import ingest
 from tests.conftest import payload
+from tests.ingest import legacy_post, marketo_body
 
 pytestmark = pytest.mark.django_db
 
-
-def url(source):
-    return f"/ingest/{source.ingest_key}/marketo-push/"
-
-
-def push(activities, munchkin="123-ABC-456", message_id="m-1"):
-    return orjson.dumps(
-        {
-            "sourceApplication": "Marketo",
-            "munchkinId": munchkin,
-            "messageId": message_id,
-            "messageCreatedDate": "2026-04-21T15:28:49Z",
-            "activities": activities,
-        }
-    )
-
-
-def activity(guid="g-1", type_id=3, lead_id=12345, name="Click Link", **extra):
-    return {
-        "marketoGUID": guid,
-        "leadId": lead_id,
-        "activityDate": "2026-04-20T18:43:56Z",
-        "activityTypeId": type_id,
-        "activityType": name,
-        "primaryAttributeValue": "x",
-        "attributes": [],
-        **extra,
-    }
+# Lead 12345's Click Link unless told otherwise (by keyword); a fresh marketoGUID unless one is given.
+activity = functools.partial(
+    ingest.activity, type_id=3, lead=12345, name="Click Link", primary="x", activityDate=ingest.APRIL
+)
 
 
 @pytest.fixture
 def post(client, source, api_token):
-    def send(body, auth=f"Bearer {api_token}", path=None, **extra):
+    """POST a body to the source's legacy push with ``auth`` as the whole Authorization header, or none."""
+
+    def send(body, auth=f"Bearer {api_token}"):
         headers = {"HTTP_AUTHORIZATION": auth} if auth is not None else {}
-        return client.post(path or url(source), body, content_type="application/json", **headers, **extra)
+        return legacy_post(client, source, None, body, **headers)
 
     return send
 
@@ -74,12 +54,12 @@ def test_the_push_envelope_is_kept_on_the_batch(post):
 
 @pytest.mark.parametrize("auth", ["Bearer {t}", "{t}", "bearer {t}", "Bearer   {t}  "])
 def test_the_token_is_accepted_bare_or_as_bearer(post, api_token, auth):
-    assert post(push([activity()]), auth=auth.format(t=api_token)).status_code == 200
+    assert post(marketo_body([activity()]), auth=auth.format(t=api_token)).status_code == 200
 
 
 @pytest.mark.parametrize("auth", [None, "", "Bearer", "Bearer wrong", "Basic abc", "wrong"])
 def test_a_missing_or_wrong_token_is_401(post, auth):
-    response = post(push([activity()]), auth=auth)
+    response = post(marketo_body([activity()]), auth=auth)
     assert response.status_code == 401
     assert response.json()["error"] == "unauthorized"
     assert Event.objects.count() == 0
@@ -90,21 +70,21 @@ def test_authentication_is_checked_before_the_body_shape(post):
 
 
 def test_the_query_token_works_only_when_the_admin_turns_it_on(client, source, api_token):
-    target = f"{url(source)}?token={api_token}"
-    assert client.post(target, push([activity()]), content_type="application/json").status_code == 401
+    query = f"?token={api_token}"
+    assert legacy_post(client, source, None, marketo_body([activity()]), query=query).status_code == 401
     source.allow_query_token = True
     source.save()
-    assert client.post(target, push([activity()]), content_type="application/json").status_code == 200
+    assert legacy_post(client, source, None, marketo_body([activity()]), query=query).status_code == 200
 
 
 def test_a_token_rotates_without_downtime(post, source, api_token):
     newer = issue_api_token(source)
-    assert post(push([activity("g-1")]), auth=f"Bearer {api_token}").status_code == 200
-    assert post(push([activity("g-2")]), auth=f"Bearer {newer}").status_code == 200
+    assert post(marketo_body([activity(marketoGUID="g-1")]), auth=f"Bearer {api_token}").status_code == 200
+    assert post(marketo_body([activity(marketoGUID="g-2")]), auth=f"Bearer {newer}").status_code == 200
     newest = issue_api_token(source)  # the third revokes the oldest
-    assert post(push([activity("g-3")]), auth=f"Bearer {api_token}").status_code == 401
-    assert post(push([activity("g-4")]), auth=f"Bearer {newer}").status_code == 200
-    assert post(push([activity("g-5")]), auth=f"Bearer {newest}").status_code == 200
+    assert post(marketo_body([activity(marketoGUID="g-3")]), auth=f"Bearer {api_token}").status_code == 401
+    assert post(marketo_body([activity(marketoGUID="g-4")]), auth=f"Bearer {newer}").status_code == 200
+    assert post(marketo_body([activity(marketoGUID="g-5")]), auth=f"Bearer {newest}").status_code == 200
     assert SourceToken.objects.filter(source=source, revoked_at=None).count() == 2
 
 
@@ -115,7 +95,7 @@ def test_tokens_are_stored_hashed(source, api_token):
 
 def test_a_token_of_another_source_is_401(post, other_source):
     stranger = issue_api_token(other_source)
-    assert post(push([activity()]), auth=f"Bearer {stranger}").status_code == 401
+    assert post(marketo_body([activity()]), auth=f"Bearer {stranger}").status_code == 401
 
 
 @pytest.mark.parametrize(
@@ -130,26 +110,26 @@ def test_a_body_not_of_the_push_shape_is_400_and_nothing_is_stored(post, body):
 
 
 def test_an_empty_push_is_accepted(post):
-    assert post(push([])).json() == {"accepted": 0, "duplicates": 0}
+    assert post(marketo_body([])).json() == {"accepted": 0, "duplicates": 0}
 
 
 def test_a_500_activity_push_is_accepted(post):
-    body = push([activity(f"g-{i}", lead_id=i) for i in range(500)])
+    body = marketo_body([activity(marketoGUID=f"g-{i}", lead=i) for i in range(500)])
     assert post(body).json() == {"accepted": 500, "duplicates": 0}
 
 
 def test_integer_and_string_lead_ids_are_both_stored_as_strings(post):
-    post(push([activity("g-1", lead_id=42), activity("g-2", lead_id="43")]))
+    post(marketo_body([activity(marketoGUID="g-1", lead=42), activity(marketoGUID="g-2", lead="43")]))
     assert set(Event.objects.values_list("lead_id", flat=True)) == {"42", "43"}
 
 
 def test_unknown_attributes_missing_fields_and_custom_types_are_stored(post):
     odd = [
         {"marketoGUID": "g-1"},
-        activity("g-2", type_id=100001, name="Attend Conference", surprise={"a": 1}),
-        activity("g-3", type_id=4242, name="Some New Type"),
+        activity(marketoGUID="g-2", type_id=100001, name="Attend Conference", surprise={"a": 1}),
+        activity(marketoGUID="g-3", type_id=4242, name="Some New Type"),
     ]
-    assert post(push(odd)).json() == {"accepted": 3, "duplicates": 0}
+    assert post(marketo_body(odd)).json() == {"accepted": 3, "duplicates": 0}
     assert Event.objects.get(activity_key="123-ABC-456|g-2").type == "com.adobe.platform.marketo.activity.custom"
     assert Event.objects.get(activity_key="123-ABC-456|g-2").activity_type_name == "Attend Conference"
     assert "no_activity_type_id" in Event.objects.get(activity_key="123-ABC-456|g-1").flags
@@ -167,7 +147,7 @@ SAME_AS_IO = {"activityDate": "2024-12-17T18:39:33Z", "type_id": 10, "name": "Op
 
 
 def test_the_same_activity_by_legacy_push_and_by_io_is_stored_once(post, client, source, key_server, signed_headers):
-    post(push([activity("a1764870-4f4b-4f8c-82d6-59b0fff2d39c", **SAME_AS_IO)]))
+    post(marketo_body([activity(marketoGUID="a1764870-4f4b-4f8c-82d6-59b0fff2d39c", **SAME_AS_IO)]))
     io_body = payload("lads_io_batch.json")  # its first event's id is that marketoGUID
     response = client.post(
         f"/ingest/{source.ingest_key}/adobe-io/", io_body, content_type="application/json", **signed_headers(io_body)
@@ -181,7 +161,7 @@ def test_the_same_activity_the_other_way_round_is_stored_once(post, client, sour
     client.post(
         f"/ingest/{source.ingest_key}/adobe-io/", io_body, content_type="application/json", **signed_headers(io_body)
     )
-    response = post(push([activity("a1764870-4f4b-4f8c-82d6-59b0fff2d39c", **SAME_AS_IO)]))
+    response = post(marketo_body([activity(marketoGUID="a1764870-4f4b-4f8c-82d6-59b0fff2d39c", **SAME_AS_IO)]))
     assert response.json() == {"accepted": 0, "duplicates": 1}
 
 

@@ -12,7 +12,7 @@ from alerts.models import Delivery, DeliveryAttempt, Destination, EvaluatedBatch
 from fluxo import health, metrics
 from streams.models import Batch, Source
 from tests.conftest import KeyServer
-from tests.ingest import activity
+from tests.ingest import activity, http_post
 from tests.processes import bare_env, daphne, http, manage, serve, stop_embedded_redis
 
 TOKEN = "metrics-token-0123456789abcdef"
@@ -45,12 +45,6 @@ def samples(text):
 
 def value(text, name, **labels):
     return samples(text).get((name, frozenset(labels.items())), 0.0)
-
-
-def push(base, source, activities, token=None):
-    body = orjson.dumps({"munchkinId": "123-ABC-456", "activities": activities})
-    auth = {"Authorization": f"Bearer {token or source['api_token']}"}
-    return http("POST", base + source["endpoints"]["legacy_push"], body, auth)
 
 
 # --- Who may read it -------------------------------------------------------------------------------------
@@ -106,9 +100,9 @@ def test_it_counts_accepted_events_duplicates_refusals_and_latency(system):
     env, source = system
     with daphne(env) as base:
         batch = [activity(1), activity(2)]
-        assert push(base, source, batch)[0] == 200
-        assert push(base, source, batch)[0] == 200  # a redelivery: two duplicates
-        assert push(base, source, [activity(3)], token="not-the-token")[0] == 401
+        assert http_post(base, source, batch)[0] == 200
+        assert http_post(base, source, batch)[0] == 200  # a redelivery: two duplicates
+        assert http_post(base, source, [activity(3)], token="not-the-token")[0] == 401
         text = scrape(base)
     source_id = str(source["id"])
     assert value(text, "fluxo_events_accepted_total", source=source_id, stream="activity", protocol="legacy") == 2
@@ -158,7 +152,7 @@ def test_every_web_process_of_fluxo_serve_reports_the_sum_of_all_of_them(system)
     env, source = system
     with serve(env, workers=2) as base:
         for _ in range(12):  # new connections: SO_REUSEPORT spreads them over both processes
-            assert push(base, source, [activity(1)])[0] == 200
+            assert http_post(base, source, [activity(1)])[0] == 200
         scrapes = [scrape(base) for _ in range(6)]
     source_id = str(source["id"])
     for text in scrapes:
@@ -170,9 +164,7 @@ def test_every_web_process_of_fluxo_serve_reports_the_sum_of_all_of_them(system)
 def test_a_body_refused_unread_for_its_size_is_counted_too(system):
     env, source = system
     with serve({**env, "FLUXO_MAX_BODY_BYTES": str(64 * 1024)}, workers=1) as base:
-        body = orjson.dumps({"munchkinId": "123-ABC-456", "activities": [activity(1, primary="x" * 70_000)]})
-        auth = {"Authorization": f"Bearer {source['api_token']}"}
-        assert http("POST", base + source["endpoints"]["legacy_push"], body, auth)[0] == 413
+        assert http_post(base, source, [activity(1, primary="x" * 70_000)])[0] == 413
         text = scrape(base)
     assert value(text, "fluxo_ingest_requests_total", protocol="legacy", status="413", reason="too_large") == 1
 

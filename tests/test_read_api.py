@@ -14,7 +14,7 @@ from django.test import AsyncClient
 from streams import api_tokens
 from streams.auth import issue_api_token
 from streams.models import ApiToken, Batch, Event
-from tests import processes
+from tests import ingest, processes
 from tests.conftest import payload
 
 pytestmark = pytest.mark.django_db
@@ -62,17 +62,9 @@ def ndjson_lines(response):
 # --- Events, made by the real receivers --------------------------------------------------------------------
 
 
-def activity(n, type_id=3, lead_id=12345, name="Click Link", **extra):
-    return {
-        "marketoGUID": f"g-{n}",
-        "leadId": lead_id,
-        "activityDate": "2026-04-20T18:43:56Z",
-        "activityTypeId": type_id,
-        "activityType": name,
-        "primaryAttributeValue": f"value {n}",
-        "attributes": [],
-        **extra,
-    }
+def activity(n, type_id=3, lead=12345, name="Click Link", **extra):
+    """Activity ``n``: marketoGUID g-n (the same n again is a redelivery), primary attribute "value n"."""
+    return ingest.activity(type_id, lead, name, f"value {n}", marketoGUID=f"g-{n}", activityDate=ingest.APRIL, **extra)
 
 
 @pytest.fixture
@@ -85,14 +77,7 @@ def push(client, source, api_token):
         if to.id not in tokens:
             tokens[to.id] = issue_api_token(to)
         body = {"munchkinId": to.munchkin_id, "messageId": message_id, "activities": activities}
-        response = client.post(
-            f"/ingest/{to.ingest_key}/marketo-push/",
-            json.dumps(body),
-            content_type="application/json",
-            HTTP_AUTHORIZATION=f"Bearer {tokens[to.id]}",
-        )
-        assert response.status_code == 200, response.content
-        return response.json()
+        return ingest.legacy_push(client, to, tokens[to.id], json.dumps(body))  # json: integers of any size
 
     return send
 
@@ -144,7 +129,7 @@ def mixed(client, source, other_source, push, key_server, signed_headers):
         f"/ingest/{source.ingest_key}/adobe-io/", body, content_type="application/json", **signed_headers(body)
     )
     assert response.status_code == 200, response.content
-    push([activity("eu-1", type_id=1, lead_id=555, name="Visit Webpage")], to=other_source)
+    push([activity("eu-1", type_id=1, lead=555, name="Visit Webpage")], to=other_source)
 
 
 # --- A page ----------------------------------------------------------------------------------------------
@@ -254,7 +239,7 @@ def test_next_is_an_absolute_url_on_the_requests_own_host_and_keeps_the_filters(
 
 
 def test_pages_only_walk_the_filtered_events(client, admin_token, push):
-    push([activity(n, lead_id=7 if n % 2 else 8) for n in range(9)])
+    push([activity(n, lead=7 if n % 2 else 8) for n in range(9)])
     ids, _ = follow(client, admin_token, f"http://testserver{EVENTS}?limit=2&lead_id=7")
     assert ids == list(Event.objects.filter(lead_id="7").order_by("id").values_list("id", flat=True))
     assert len(ids) == 4
@@ -665,10 +650,7 @@ def test_under_daphne_ndjson_streams_past_a_chunk_and_next_uses_the_servers_host
     token = processes.manage(env, "create_api_token", "ada").split()[-1]
     acme = json.loads(processes.manage(env, "add_source", "Acme", "--munchkin-id", "123-ABC-456", "--json"))
     with processes.daphne(env) as base:
-        body = orjson.dumps({"munchkinId": "123-ABC-456", "activities": [activity(n) for n in range(2100)]})
-        auth = {"Authorization": f"Bearer {acme['api_token']}"}
-        status, _, _ = processes.http("POST", base + acme["endpoints"]["legacy_push"], body, auth, timeout=60)
-        assert status == 200
+        ingest.http_push(base, acme, [activity(n) for n in range(2100)], timeout=60)
         reader = {"Authorization": f"Bearer {token}"}
         status, headers, streamed = processes.http("GET", f"{base}{NDJSON}", headers=reader, timeout=60)
         assert (status, headers["Content-Type"]) == (200, "application/x-ndjson")

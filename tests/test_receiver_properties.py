@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from streams import signatures
 from streams.models import Batch, Event, Source, ValidationRequest
 from tests.conftest import payload
+from tests.ingest import legacy_post
 
 pytestmark = pytest.mark.django_db
 
@@ -383,10 +384,6 @@ def io_url(source):
     return f"/ingest/{source.ingest_key}/adobe-io/"
 
 
-def push_url(source):
-    return f"/ingest/{source.ingest_key}/marketo-push/"
-
-
 class Ledger:
     """What the database held before a request, to compare with what it holds after."""
 
@@ -489,7 +486,7 @@ def send_push(client, source, other_source, api_token):
 
     def send(body, headers=None, content_type="application/json", **extra):
         headers = {"HTTP_AUTHORIZATION": f"Bearer {api_token}"} if headers is None else headers
-        return client.generic("POST", push_url(source), body, content_type=content_type, **headers, **extra)
+        return legacy_post(client, source, None, body, content_type=content_type, **headers, **extra)
 
     return send
 

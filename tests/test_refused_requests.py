@@ -10,7 +10,7 @@ from django.utils import timezone
 from streams import announce, refused
 from streams.models import Batch, Event
 from streams.tasks import prune_refused_requests
-from tests.ingest import activity
+from tests.ingest import activity, legacy_post
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,10 +19,6 @@ SIGNATURE = "c2lnbmF0dXJlLXRoYXQtZG9lcy1ub3QtdmVyaWZ5"
 
 def io_url(source, query=""):
     return f"/ingest/{source.ingest_key}/adobe-io/{query}"
-
-
-def push_url(source):
-    return f"/ingest/{source.ingest_key}/marketo-push/"
 
 
 def badly_signed(client, source, body, query="", **headers):
@@ -82,10 +78,8 @@ def test_a_bad_signature_is_kept_with_credentials_redacted_and_the_body_cut_at_4
 
 def test_a_wrong_push_token_and_a_malformed_body_are_kept_and_store_no_event(client, source, api_token, redis_client):
     good = orjson.dumps({"munchkinId": source.munchkin_id, "activities": [activity(1)]})
-    wrong = client.post(push_url(source), good, content_type="application/json", HTTP_AUTHORIZATION="Bearer not-it")
-    malformed = client.post(
-        push_url(source), b'{"activities": [', content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {api_token}"
-    )
+    wrong = legacy_post(client, source, "not-it", good)
+    malformed = legacy_post(client, source, api_token, b'{"activities": [')
     assert (wrong.status_code, malformed.status_code) == (401, 400)
     newest, oldest = kept(source)
     assert (newest["reason"], newest["body"], newest["body_truncated"]) == ("malformed", '{"activities": [', False)
@@ -99,8 +93,7 @@ def test_an_unknown_url_a_503_and_a_200_are_not_kept(client, source, api_token, 
     assert client.post("/ingest/no-such-key/marketo-push/", b"{}", content_type="application/json").status_code == 404
     settings.ADOBE_IO_KEY_BASE_URL = "http://127.0.0.1:1"  # our own trouble: no key host answers
     assert badly_signed(client, source, b"[]").status_code == 503
-    good = orjson.dumps({"munchkinId": source.munchkin_id, "activities": [activity(1)]})
-    ok = client.post(push_url(source), good, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {api_token}")
+    ok = legacy_post(client, source, api_token, [activity(1)])
     assert ok.status_code == 200
     assert kept(source) == []
     assert list(redis_client.scan_iter("fluxo:rejections:*")) == []
@@ -108,14 +101,14 @@ def test_an_unknown_url_a_503_and_a_200_are_not_kept(client, source, api_token, 
 
 def test_a_body_declared_over_the_limit_is_kept_unread(client, source, settings, redis_client):
     settings.FLUXO_MAX_BODY_BYTES = 100
-    response = client.post(push_url(source), b"y" * 101, content_type="application/json")
+    response = legacy_post(client, source, None, b"y" * 101)
     assert response.status_code == 413
     [entry] = kept(source)
     assert (entry["reason"], entry["body"], entry["body_bytes"]) == ("too_large", None, 101)
 
 
 def test_a_declared_length_beyond_64_bits_is_kept_without_it(client, source, redis_client):
-    response = client.post(push_url(source), b"{}", content_type="application/json", CONTENT_LENGTH=str(2**64))
+    response = legacy_post(client, source, None, b"{}", CONTENT_LENGTH=str(2**64))
     assert response.status_code == 413
     [entry] = kept(source)
     assert (entry["reason"], entry["body_bytes"]) == ("too_large", None)
@@ -123,8 +116,8 @@ def test_a_declared_length_beyond_64_bits_is_kept_without_it(client, source, red
 
 def test_only_the_last_20_of_a_source_are_kept(client, source, other_source, redis_client):
     for n in range(25):
-        client.post(push_url(source), f'{{"n": {n}}}', content_type="application/json")
-    client.post(push_url(other_source), b'{"other": 1}', content_type="application/json")
+        legacy_post(client, source, None, f'{{"n": {n}}}')
+    legacy_post(client, other_source, None, b'{"other": 1}')
     entries = kept(source)
     assert [entry["body"] for entry in entries] == [f'{{"n": {n}}}' for n in range(24, 4, -1)]
     assert redis_client.llen(announce.rejections_key(source.id)) == 20
@@ -146,7 +139,7 @@ def test_a_refusal_is_hidden_after_a_day_and_the_beat_drops_it(source, redis_cli
 def test_only_superusers_see_the_page_others_get_a_404(
     client, source, admin_user, teammate, django_user_model, redis_client
 ):
-    client.post(push_url(source), b'{"<script>alert(1)</script>": 1}', content_type="application/json")
+    legacy_post(client, source, None, b'{"<script>alert(1)</script>": 1}')
     url = f"/setup/{source.id}/refused/"
     assert client.get(url).status_code == 302  # to the login page
     staff = django_user_model.objects.create_user("staffer", password="pw-staffer-1", is_staff=True)

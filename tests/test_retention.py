@@ -13,23 +13,15 @@ from django.utils import timezone
 from streams import retention
 from streams.models import Batch, Event
 from tests.conftest import payload
-from tests.processes import BIN, ROOT, bare_env, daphne, http, manage, stop_embedded_redis
+from tests.ingest import activity, http_push, legacy_push
+from tests.processes import BIN, ROOT, bare_env, daphne, manage, stop_embedded_redis
 
 pytestmark = pytest.mark.django_db
 
 
-def push(client, source, token, guids):
-    activities = [
-        {"marketoGUID": g, "leadId": 1, "activityTypeId": 1, "activityDate": "2026-01-01T00:00:00Z"} for g in guids
-    ]
-    body = json.dumps({"munchkinId": source.munchkin_id, "activities": activities})
-    response = client.post(
-        f"/ingest/{source.ingest_key}/marketo-push/",
-        body,
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {token}",
-    )
-    assert response.status_code == 200
+def keyed(guids):
+    """An activity for each marketoGUID in ``guids``: ``age`` finds their events by it."""
+    return [activity(1, lead=1, marketoGUID=g, activityDate="2026-01-01T00:00:00Z") for g in guids]
 
 
 def age(guids, days):
@@ -41,8 +33,8 @@ def age(guids, days):
 
 def test_events_older_than_the_retention_are_deleted_and_newer_ones_kept(client, source, api_token, settings):
     settings.FLUXO_RETENTION_DAYS = 30
-    push(client, source, api_token, ["old-1", "old-2"])
-    push(client, source, api_token, ["new-1"])
+    legacy_push(client, source, api_token, keyed(["old-1", "old-2"]))
+    legacy_push(client, source, api_token, keyed(["new-1"]))
     age(["old-1", "old-2"], days=31)
     assert retention.prune() == 2
     assert list(Event.objects.values_list("activity_key", flat=True)) == ["123-ABC-456|new-1"]
@@ -51,7 +43,7 @@ def test_events_older_than_the_retention_are_deleted_and_newer_ones_kept(client,
 
 def test_it_deletes_in_bounded_chunks_until_done(client, source, api_token):
     guids = [f"g-{i}" for i in range(7)]
-    push(client, source, api_token, guids)
+    legacy_push(client, source, api_token, keyed(guids))
     age(guids, days=400)
     assert retention.prune(chunk=2) == 7
     assert Event.objects.count() == 0
@@ -59,7 +51,7 @@ def test_it_deletes_in_bounded_chunks_until_done(client, source, api_token):
 
 def test_a_run_stops_after_its_chunk_budget_and_the_next_run_goes_on(client, source, api_token):
     guids = [f"g-{i}" for i in range(5)]
-    push(client, source, api_token, guids)
+    legacy_push(client, source, api_token, keyed(guids))
     age(guids, days=400)
     assert retention.prune(chunk=2, max_chunks=1) == 2
     assert retention.prune(chunk=2, max_chunks=10) == 3
@@ -71,13 +63,7 @@ def test_a_real_celery_worker_runs_the_pruning_task(tmp_path):
     manage(env, "migrate", "--noinput")
     source = json.loads(manage(env, "add_source", "Acme", "--munchkin-id", "123-ABC-456", "--json"))
     with daphne(env) as base:
-        status, _, _ = http(
-            "POST",
-            base + source["endpoints"]["legacy_push"],
-            payload("lads_legacy_push_batch.json"),
-            {"Authorization": f"Bearer {source['api_token']}"},
-        )
-        assert status == 200
+        http_push(base, source, payload("lads_legacy_push_batch.json"))
     db = tmp_path / "fluxo.sqlite3"
     with sqlite3.connect(db) as conn:
         conn.execute("update streams_event set received_at = '2000-01-01 00:00:00'")

@@ -17,8 +17,8 @@ from streams import deletion, partitions, tasks
 from streams.access import visible_sources
 from streams.auth import issue_api_token
 from streams.models import Batch, Event, EventKey, ForeignMunchkin, Source, SourceToken
-from tests.ingest import activity, legacy_push
-from tests.processes import SOLO_WORKER, bare_env, celery, daphne, http, manage, stop_embedded_redis, wait_for
+from tests.ingest import activity, http_post, legacy_post, legacy_push
+from tests.processes import SOLO_WORKER, bare_env, celery, daphne, manage, stop_embedded_redis, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -75,12 +75,7 @@ def test_deleting_a_source_in_the_admin_marks_it_and_it_is_gone_for_senders_and_
     source = Source.objects.get(pk=rich_source.pk)  # the row stays until its rows are gone
     assert source.deleting_since is not None
     assert Event.objects.filter(source=source).exists()  # nothing deleted in the request
-    body = json.dumps({"munchkinId": source.munchkin_id, "activities": [activity(1)]})
-    answer = client.post(
-        f"/ingest/{source.ingest_key}/marketo-push/", body, content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {api_token}",
-    )  # fmt: skip
-    assert answer.status_code == 404
+    assert legacy_post(client, source, api_token, [activity(1)]).status_code == 404
     admin = django_user_model.objects.get(username="admin")
     assert source not in visible_sources(admin)
 
@@ -201,13 +196,10 @@ def test_deleting_a_source_under_concurrent_ingest_of_another_loses_none_of_the_
     assert not any(rows_of(source.id).values())
 
 
-def _push_body(source, n):
-    return orjson.dumps({"munchkinId": source["munchkin_id"], "activities": [activity(1) for _ in range(n)]})
-
-
 def _push(base, source, n):
-    headers = {"Authorization": f"Bearer {source['api_token']}", "Content-Type": "application/json"}
-    status, _, body = http("POST", base + source["endpoints"]["legacy_push"], _push_body(source, n), headers)
+    """``n`` activities to a running web process, unchecked (a sending thread keeps what it got): (status,
+    the JSON answer of a 200, else the body)."""
+    status, _, body = http_post(base, source, [activity(1) for _ in range(n)])
     return status, (orjson.loads(body) if status == 200 else body)
 
 
