@@ -161,6 +161,12 @@ def _selected(name):
 _SELECTED = ", ".join(map(_selected, COLUMNS))
 _GROUP = "source_id, stream, type, activity_type_id"
 _ORDER = 'source_id, stream COLLATE "C", type COLLATE "C", activity_type_id NULLS FIRST'
+# A row's key hash, computed once: the claim inserts it and the events insert looks it up in what
+# was claimed (md5 of the text twice a row cost PostgreSQL more than carrying the uuid in u).
+_KEY_HASH = (
+    "CASE WHEN activity_key IS NOT NULL THEN md5('a' || activity_key)::uuid "
+    "WHEN event_uid IS NOT NULL THEN md5('e' || event_uid)::uuid END"
+)
 # The keys, the events, then each request's batch row with what it counted, in one statement: one
 # round trip, atomic by itself (autocommit) or within the caller's transaction. A statement stores
 # one request or several (jobs): each job is one request, with its own batch row and received time.
@@ -182,12 +188,6 @@ _ORDER = 'source_id, stream COLLATE "C", type COLLATE "C", activity_type_id NULL
 #   source's deletion (streams.deletion, FOR UPDATE) waits for this statement, and once it is gone
 #   its events find no row here: source_id NULL, a not-null violation, and nothing is stored.
 # - The parameters are arrays whatever the number of jobs: one prepared statement serves them all.
-# A row's key hash, computed once: the claim inserts it and the events insert looks it up in what
-# was claimed (md5 of the text twice a row cost PostgreSQL more than carrying the uuid in u).
-_KEY_HASH = (
-    "CASE WHEN activity_key IS NOT NULL THEN md5('a' || activity_key)::uuid "
-    "WHEN event_uid IS NOT NULL THEN md5('e' || event_uid)::uuid END"
-)
 _STORE_SQL = (
     "WITH jobs AS MATERIALIZED (SELECT j.*, nextval(pg_get_serial_sequence('streams_batch', 'id')) AS batch_id "
     "FROM unnest(%b::integer[], %b::timestamptz[], %b::text[], %b::bigint[], %b::integer[], %b::text[]) "
