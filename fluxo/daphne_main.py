@@ -15,14 +15,25 @@ bodies as forms (daphne never read what it parsed), and a body of up to 1 MiB is
 application as one message, not in 8 KiB pieces. Everything else is daphne's own command line, unchanged.
 """
 
+import asyncio
 import logging
 import math
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from urllib.parse import unquote, urlsplit
 
 import orjson
+import uvloop
+
+if __name__ == "__main__":
+    # Run as the web process only (importing this module changes nothing): importing daphne.server
+    # makes the event loop Twisted's reactor runs on, from the policy set now. uvloop's loop does the
+    # same work in C: the asyncio loop was 23 % of an Adobe I/O request's server CPU (BENCHMARKS.md,
+    # "Sixth round").
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
 from daphne import server as daphne_server
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory, WebRequest
@@ -214,6 +225,9 @@ def install():
 
 def main():
     install()
+    loop = type(daphne_server.twisted_loop)
+    # Said once at start, so that an operator (and tests/test_web_process.py) can see which loop serves.
+    print(f"fluxo.daphne_main: event loop {loop.__module__}.{loop.__qualname__}", file=sys.stderr)
     CommandLineInterface.entrypoint()
 
 
