@@ -1,5 +1,8 @@
+import asyncio
+import contextvars
 import gc
 import io
+import logging
 import os
 
 from django.core.asgi import get_asgi_application
@@ -15,7 +18,6 @@ embedded_redis.start_for_process()
 
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
-from asgiref.sync import sync_to_async  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
@@ -50,8 +52,7 @@ class IngestHandler(ASGIHandler):
 
     def __init__(self):
         super().__init__()
-        executor = ThreadPoolExecutor(max_workers=INGEST_THREADS, thread_name_prefix="ingest")
-        self._respond_async = sync_to_async(self.respond, thread_sensitive=False, executor=executor)
+        self._threads = ThreadPoolExecutor(max_workers=INGEST_THREADS, thread_name_prefix="ingest")
 
     async def __call__(self, scope, receive, send):
         # No ThreadSensitiveContext: nothing here runs in Django's thread-sensitive mode.
@@ -76,8 +77,16 @@ class IngestHandler(ASGIHandler):
         except RequestAborted:
             return
         set_script_prefix(get_script_prefix(scope))
-        response = await self._respond_async(scope, body_file)
+        response = await self._respond_in_thread(scope, body_file)
         await self.send_response(response, send)
+
+    def _respond_in_thread(self, scope, body_file):
+        """respond() on an ingest thread, in a copy of this request's context (its request id and notes,
+        fluxo.logs). asyncio's own hand-off: asgiref's sync_to_async around it cost about 10 µs of CPU a
+        request more (BENCHMARKS.md, "Sixth round"), and nothing here needs what it adds. Cancelled (the
+        sender gone) before a thread takes it, the job never runs; once running, it runs to its end."""
+        in_context = contextvars.copy_context().run
+        return asyncio.get_running_loop().run_in_executor(self._threads, in_context, self.respond, scope, body_file)
 
     def respond(self, scope, body_file):
         """The whole request in this thread, as Django's sync handlers do it; returns a closed response."""
@@ -149,3 +158,7 @@ def _freeze_what_start_up_made():
 
 metrics.start_process(web=True)
 _freeze_what_start_up_made()
+# Said once at start, so that an operator (and tests/test_web_process.py) can see which event loop
+# serves: uvloop's when run as fluxo.daphne_main.
+_policy = type(asyncio.get_event_loop_policy())
+logging.getLogger(__name__).info("web process ready, event loop policy %s", _policy.__module__)

@@ -18,7 +18,6 @@ application as one message, not in 8 KiB pieces. Everything else is daphne's own
 import asyncio
 import logging
 import math
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -225,9 +224,6 @@ def install():
 
 def main():
     install()
-    loop = type(daphne_server.twisted_loop)
-    # Said once at start, so that an operator (and tests/test_web_process.py) can see which loop serves.
-    print(f"fluxo.daphne_main: event loop {loop.__module__}.{loop.__qualname__}", file=sys.stderr)
     CommandLineInterface.entrypoint()
 
 
