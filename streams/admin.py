@@ -27,6 +27,7 @@ from streams import (
     secretbox,
 )
 from streams.auth import issue_api_token
+from streams.credentials import replace_credentials
 from streams.models import (
     AdobeRegistration,
     ApiToken,
@@ -106,6 +107,11 @@ class SourceAdmin(admin.ModelAdmin):
     readonly_fields = ("previous_credentials", "deleting_since")
     inlines = [SourceTokenInline]
     actions = ["issue_token", "make_fluxo_oauth_provider", "end_auth_grace", "erase_lead"]
+
+    def save_model(self, request, obj, form, change):
+        # The form may change the legacy auth or its settings: the replaced ones keep working for the
+        # source's grace period (a plain save would refuse the change).
+        replace_credentials(obj)
 
     @admin.display(description="Deletion")
     def deletion(self, obj):

@@ -1,8 +1,8 @@
 """Authentication of the legacy Marketo push: an API token, or an OAuth 2 bearer token.
 
 A source accepts its current credentials and, for a grace period after they changed, the ones they
-replaced (Source.previous_auth): switching from an API token to OAuth, or replacing an OAuth client,
-never cuts off a sender that has not been reconfigured yet.
+replaced (Source.previous_auth, kept by streams.credentials.replace_credentials): switching from an API
+token to OAuth, or replacing an OAuth client, never cuts off a sender that has not been reconfigured yet.
 """
 
 import hmac
@@ -14,14 +14,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from streams import announce
-from streams.models import (
-    CREDENTIAL_FIELDS,
-    MAX_AUTH_GRACE_HOURS,
-    Source,
-    SourceToken,
-    hash_secret,
-    retire_fluxo_clients,
-)
+from streams.credentials import retire_fluxo_clients
+from streams.models import CREDENTIAL_FIELDS, MAX_AUTH_GRACE_HOURS, Source, SourceToken, hash_secret
 
 log = logging.getLogger(__name__)
 

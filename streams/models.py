@@ -1,13 +1,13 @@
 import hashlib
 import re
 import secrets
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
-from django.db import models, transaction
+from django.db import models
 from django.utils import timezone
 
 MUNCHKIN_ID_RE = re.compile(r"^[0-9]{3}-[A-Z]{3}-[0-9]{3}$")
@@ -47,24 +47,13 @@ CREDENTIAL_FIELDS = {
     ),
     "oauth_fluxo": ("oauth_application_id",),
 }
-# Without these a set of credentials accepts nothing (and is not worth keeping through a grace period).
-_REQUIRED_CREDENTIALS = {
-    "token": ("token_ids",),
-    "oauth_jwt": ("oauth_jwks_url", "oauth_issuer", "oauth_audience"),
-    "oauth_introspection": (
-        "oauth_introspection_url",
-        "oauth_introspection_client_id",
-        "oauth_introspection_client_secret",
-    ),
-    "oauth_fluxo": ("oauth_application_id",),
-}
-_CREDENTIAL_COLUMNS = frozenset(
+# The columns of the legacy push's credentials, as update_fields may name them (a foreign key by its
+# name or its attname). Changed only through streams.credentials.replace_credentials (Source.save).
+CREDENTIAL_COLUMNS = frozenset(
     {"legacy_auth", "oauth_application"} | {f for fields in CREDENTIAL_FIELDS.values() for f in fields}
 )
 DEFAULT_AUTH_GRACE_HOURS = 24
 MAX_AUTH_GRACE_HOURS = 24 * 30
-# Replaced credential sets kept at once (besides the current one): bounds what a failing push costs.
-MAX_PREVIOUS_CREDENTIALS = 2
 
 
 def grace_ends(entry):
@@ -72,12 +61,7 @@ def grace_ends(entry):
     return datetime.fromisoformat(entry["until"])
 
 
-def _without_deadline(entry):
-    return {name: value for name, value in entry.items() if name != "until"}
-
-
-def _accepts_something(credentials):
-    return all(credentials.get(name) for name in _REQUIRED_CREDENTIALS.get(credentials["legacy_auth"], ("-",)))
+_UNKNOWN = object()  # a credential column this instance has not read (Source._refuse_unkept_credentials)
 
 
 class SourceQuerySet(models.QuerySet):
@@ -98,7 +82,8 @@ class Source(models.Model):
 
     Changing the legacy push's credentials (the kind of legacy auth, its provider settings, Fluxo's
     OAuth client) keeps the replaced ones accepted for ``auth_grace_hours`` (``previous_auth``), as
-    two live API tokens do for a rotation: a sender mid-migration keeps delivering.
+    two live API tokens do for a rotation: a sender mid-migration keeps delivering. That change is
+    saved with streams.credentials.replace_credentials; save() refuses it (see save()).
     """
 
     class LegacyAuth(models.TextChoices):
@@ -162,6 +147,9 @@ class Source(models.Model):
     objects = SourceQuerySet.as_manager()
 
     _filing = None
+    # {attname: value} of the credential columns as this instance last read or wrote them: what save()
+    # compares with. Always replaced, never updated in place (copy.copy of an instance shares it).
+    _stored_credentials = None
 
     class Meta:
         ordering = ["name"]
@@ -169,16 +157,47 @@ class Source(models.Model):
     def __str__(self):
         return f"{self.name} ({self.munchkin_id})"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args, replacing_credentials=False, **kwargs):
+        """Write the row, and nothing else. Raises ValueError when that would change a credential
+        column of a stored source: streams.credentials.replace_credentials saves such a change (it
+        alone passes ``replacing_credentials``, once it has kept the replaced set)."""
         update_fields = kwargs.get("update_fields")
-        if self.pk is None or (update_fields is not None and not _CREDENTIAL_COLUMNS.intersection(update_fields)):
-            return super().save(*args, **kwargs)
-        with transaction.atomic():
-            retired = self._keep_replaced_credentials()
-            if update_fields is not None:
-                kwargs["update_fields"] = {*update_fields, "previous_auth", "previous_auth_until"}
-            super().save(*args, **kwargs)
-            retire_fluxo_clients(retired, self.oauth_application_id)
+        if not replacing_credentials:
+            self._refuse_unkept_credentials(update_fields)
+        super().save(*args, **kwargs)
+        self._note_stored_credentials(update_fields)
+
+    def _refuse_unkept_credentials(self, update_fields):
+        # A plain save of new credentials would drop the replaced ones at once, cutting off a sender
+        # mid-migration without a word. The test compares with the values this instance read or wrote
+        # (from_db, save, refresh_from_db), not with the row: no query on any save. It covers the
+        # whole-row save (the admin's, most code's), which a test of update_fields alone would miss.
+        # Not covered: QuerySet.update() and an instance built by hand with an existing pk.
+        if self._state.adding:
+            return  # a new source replaces nothing
+        stored = self._stored_credentials or {}
+        written = self._written_credentials(update_fields)
+        changed = sorted(name for name in written if stored.get(name, _UNKNOWN) != getattr(self, name))
+        if changed:
+            raise ValueError(
+                f"Source.save() would change {', '.join(changed)} of source {self.pk} without keeping the "
+                "replaced credentials for the grace period: save it with "
+                "streams.credentials.replace_credentials(source)"
+            )
+
+    def _written_credentials(self, update_fields):
+        """The attnames of the credential columns among ``update_fields`` (None: every loaded one, as
+        a whole-row save writes no deferred column)."""
+        fields = [field for field in self._meta.concrete_fields if field.name in CREDENTIAL_COLUMNS]
+        if update_fields is None:
+            return [field.attname for field in fields if field.attname in self.__dict__]
+        named = set(update_fields)
+        return [field.attname for field in fields if field.name in named or field.attname in named]
+
+    def _note_stored_credentials(self, fields):
+        """Remember the credential columns among ``fields`` (None: every loaded one) as stored now."""
+        loaded = {name: self.__dict__[name] for name in self._written_credentials(fields) if name in self.__dict__}
+        self._stored_credentials = {**(self._stored_credentials or {}), **loaded}
 
     def delete(self, *args, **kwargs):
         """Mark for deletion in the background (streams.deletion); returns (1 or 0, {})."""
@@ -193,9 +212,16 @@ class Source(models.Model):
                 self._filing[munchkin_id] = source_id
         return self._filing
 
-    def refresh_from_db(self, *args, **kwargs):
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._note_stored_credentials(None)
+        return instance
+
+    def refresh_from_db(self, using=None, fields=None, from_queryset=None):
         self._filing = None
-        super().refresh_from_db(*args, **kwargs)
+        super().refresh_from_db(using, fields, from_queryset)
+        self._note_stored_credentials(fields)
 
     def credentials(self):
         """What the legacy push accepts now: the kind of auth and the settings it checks (secrets too).
@@ -216,44 +242,9 @@ class Source(models.Model):
             return []
         return [entry for entry in self.previous_auth if grace_ends(entry) > now]
 
-    def _keep_replaced_credentials(self):
-        """Move the stored credentials into previous_auth when this save replaces them.
-
-        Returns the ids of Fluxo OAuth clients no longer accepted (to delete). A change while a grace
-        period runs keeps the older set too (the sender may still be on either), up to
-        MAX_PREVIOUS_CREDENTIALS; a set that becomes current again leaves the list.
-        """
-        stored = type(self).objects.select_for_update().filter(pk=self.pk).first()
-        if stored is None:
-            return []
-        before, after = stored.credentials(), self.credentials()
-        if before == after:
-            return []
-        now = timezone.now()
-        kept = [entry for entry in self.previous_credentials(now) if _without_deadline(entry) != after]
-        if self.auth_grace_hours and _accepts_something(before):
-            until = now + timedelta(hours=self.auth_grace_hours)
-            kept.insert(0, {**before, "until": until.isoformat()})
-        kept = kept[:MAX_PREVIOUS_CREDENTIALS]
-        self.set_previous_credentials(kept)
-        still = {entry.get("oauth_application_id") for entry in kept}
-        replaced = {entry.get("oauth_application_id") for entry in [before, *stored.previous_auth]}
-        return sorted(replaced - still - {None})
-
     def set_previous_credentials(self, entries):
         self.previous_auth = entries
         self.previous_auth_until = max((grace_ends(entry) for entry in entries), default=None)
-
-
-def retire_fluxo_clients(application_ids, keep=None):
-    """Delete Fluxo OAuth clients (and so every token they issued), except the one still linked."""
-    from oauth2_provider.models import get_application_model
-
-    doomed = {pk for pk in application_ids if pk is not None and pk != keep}
-    if doomed:
-        get_application_model().objects.filter(pk__in=doomed).exclude(
-            pk__in=Source.objects.filter(oauth_application_id__in=doomed).values("oauth_application_id")
-        ).delete()
 
 
 class SourceToken(models.Model):

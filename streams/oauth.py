@@ -28,6 +28,7 @@ from oauth2_provider.models import get_access_token_model, get_application_model
 from fluxo import urlguard
 from fluxo.ttlcache import TTLCache
 from streams.auth import AuthUnavailable
+from streams.credentials import replace_credentials
 from streams.models import Source
 
 log = logging.getLogger(__name__)
@@ -351,8 +352,8 @@ def create_fluxo_client(source, replace=False):
         )
         source.oauth_application = application
         source.legacy_auth = Source.LegacyAuth.OAUTH_FLUXO
-        # Source.save keeps what this replaces through the grace period (or deletes a replaced client).
-        source.save(update_fields=["oauth_application", "legacy_auth"])
+        # Keeps what this replaces through the grace period (or deletes a replaced client at once).
+        replace_credentials(source, update_fields=["oauth_application", "legacy_auth"])
     return application.client_id, secret
 
 

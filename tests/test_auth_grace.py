@@ -20,6 +20,7 @@ from oauth2_provider.models import Application
 
 from streams import auth, oauth
 from streams.auth import issue_api_token
+from streams.credentials import replace_credentials
 from streams.models import Event, Source
 from tests.test_legacy_oauth import (  # noqa: F401 (fixtures)
     AUDIENCE,
@@ -187,7 +188,7 @@ def test_provider_jwts_keep_working_after_a_switch_to_introspection(jwt_source, 
     jwt_source.legacy_auth = Source.LegacyAuth.OAUTH_INTROSPECTION
     jwt_source.oauth_introspection_url = f"{idp.url}/introspect"
     jwt_source.oauth_introspection_client_id, jwt_source.oauth_introspection_client_secret = idp.client
-    jwt_source.save()  # the issuer and audience stay: introspection checks them too
+    replace_credentials(jwt_source)  # the issuer and audience stay: introspection checks them too
     idp.introspection["opaque-1"] = {"active": True, "exp": int(time.time()) + 600, "iss": ISSUER, "aud": AUDIENCE}
     assert push(jwt_source, rsa_key.token(), guid="g-1").status_code == 200
     assert push(jwt_source, "opaque-1", guid="g-2").status_code == 200
@@ -216,7 +217,7 @@ def test_switching_back_drops_the_set_that_is_current_again(source, push):
     old = issue_api_token(source)
     to_fluxo(source)
     source.legacy_auth = Source.LegacyAuth.TOKEN
-    source.save()
+    replace_credentials(source)
     assert [entry["legacy_auth"] for entry in source.previous_auth] == ["oauth_fluxo"]
     assert push(source, old).status_code == 200
 
@@ -224,7 +225,7 @@ def test_switching_back_drops_the_set_that_is_current_again(source, push):
 def test_editing_other_settings_starts_no_grace(source):
     issue_api_token(source)
     source.adobe_client_id = "another"
-    source.save()
+    replace_credentials(source)  # as the admin saves every edit
     source.refresh_from_db()
     assert (source.previous_auth, source.previous_auth_until) == ([], None)
 

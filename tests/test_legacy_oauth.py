@@ -27,6 +27,7 @@ from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application
 
 from streams import oauth
+from streams.credentials import replace_credentials
 from streams.models import Event, Source
 from tests.ingest import APRIL, activity, legacy_post, marketo_body
 
@@ -152,7 +153,7 @@ def jwt_source(source, idp):
     source.oauth_jwks_url = f"{idp.url}/jwks"
     source.oauth_issuer = ISSUER
     source.oauth_audience = AUDIENCE
-    source.save()
+    replace_credentials(source)
     return source
 
 
@@ -161,7 +162,7 @@ def introspection_source(source, idp):
     source.legacy_auth = Source.LegacyAuth.OAUTH_INTROSPECTION
     source.oauth_introspection_url = f"{idp.url}/introspect"
     source.oauth_introspection_client_id, source.oauth_introspection_client_secret = idp.client
-    source.save()
+    replace_credentials(source)
     return source
 
 
@@ -370,7 +371,7 @@ def test_a_provider_on_a_private_address_is_not_asked_when_private_urls_are_refu
 def test_a_jwt_source_without_an_audience_refuses_every_token(jwt_source, rsa_key, push):
     jwt_source.oauth_audience = ""
     jwt_source.auth_grace_hours = 0  # else the replaced settings still accept it (tests/test_auth_grace.py)
-    jwt_source.save()
+    replace_credentials(jwt_source)
     assert_refused(push(jwt_source, rsa_key.token()))
 
 
@@ -414,7 +415,7 @@ def test_anything_but_active_true_and_unexpired_is_refused(introspection_source,
 def test_introspection_checks_issuer_and_audience_when_the_source_names_them(introspection_source, idp, push):
     introspection_source.oauth_issuer, introspection_source.oauth_audience = ISSUER, AUDIENCE
     introspection_source.auth_grace_hours = 0  # else the replaced settings still accept them
-    introspection_source.save()
+    replace_credentials(introspection_source)
     idp.introspection["right"] = {"active": True, "iss": ISSUER, "aud": [AUDIENCE]}
     idp.introspection["wrong-aud"] = {"active": True, "iss": ISSUER, "aud": "https://other.example.com/"}
     idp.introspection["no-aud"] = {"active": True, "iss": ISSUER}
@@ -456,7 +457,7 @@ def test_wrong_introspection_credentials_give_503_not_401(introspection_source, 
     # The provider refusing Fluxo says nothing about Marketo's token: retry once the admin fixes it.
     introspection_source.oauth_introspection_client_secret = "wrong"
     introspection_source.auth_grace_hours = 0  # else the replaced (right) secret still works
-    introspection_source.save()
+    replace_credentials(introspection_source)
     idp.introspection["opaque-1"] = {"active": True}
     assert_refused(push(introspection_source, "opaque-1"), 503)
 
