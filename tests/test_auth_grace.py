@@ -22,6 +22,7 @@ from streams import auth, oauth
 from streams.auth import issue_api_token
 from streams.credentials import replace_credentials
 from streams.models import Event, Source
+from tests.ingest import legacy_post
 from tests.test_legacy_oauth import (  # noqa: F401 (fixtures)
     AUDIENCE,
     ISSUER,
@@ -124,9 +125,8 @@ def test_a_wrong_token_is_still_refused_during_the_grace(source, push):
 def test_authentication_comes_before_the_body_shape_during_the_grace(source, client):
     old = issue_api_token(source)
     to_fluxo(source)
-    url = f"/ingest/{source.ingest_key}/marketo-push/"
-    assert client.post(url, b"[]", content_type="application/json", HTTP_AUTHORIZATION="Bearer x").status_code == 401
-    malformed = client.post(url, b"[]", content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {old}")
+    assert legacy_post(client, source, "x", b"[]").status_code == 401
+    malformed = legacy_post(client, source, old, b"[]")
     assert malformed.status_code == 400
 
 

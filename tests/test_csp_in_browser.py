@@ -5,12 +5,10 @@ alerts pages, setup, the admin, the login page, an error page) while the browser
 violation; an injected inline script is refused on the pages that had no policy before.
 """
 
-import orjson
 import pytest
 
-from tests.browser import MUNCHKIN_ID, WAIT_MS, needs_chromium, running_site
-from tests.ingest import activity
-from tests.processes import http
+from tests.browser import WAIT_MS, needs_chromium, running_site
+from tests.ingest import activity, http_post
 
 pytestmark = [pytest.mark.slow, needs_chromium]
 
@@ -27,9 +25,7 @@ document.addEventListener("securitypolicyviolation", (e) => {
 def site(tmp_path_factory):
     with running_site(tmp_path_factory.mktemp("csp-browser")) as found:
         base, source = found["base"], found["source"]
-        body = orjson.dumps({"munchkinId": MUNCHKIN_ID, "activities": [activity(1), activity(12), activity(2)]})
-        headers = {"Authorization": f"Bearer {source['api_token']}", "Content-Type": "application/json"}
-        assert http("POST", base + source["endpoints"]["legacy_push"], body, headers)[0] == 200
+        assert http_post(base, source, [activity(1), activity(12), activity(2)])[0] == 200
         yield found
 
 

@@ -11,6 +11,7 @@ from dashboard import ranges, rollups, tasks
 from dashboard.models import HourCount, MinuteCount, RolledUpBatch, RollupFloor
 from streams.models import Batch, Source
 from tests.conftest import payload
+from tests.ingest import legacy_push
 
 pytestmark = pytest.mark.django_db
 
@@ -41,13 +42,7 @@ def table():
 
 
 def test_events_posted_to_a_receiver_are_counted_per_type_and_minute(client, source, api_token):
-    response = client.post(
-        f"/ingest/{source.ingest_key}/marketo-push/",
-        payload("lads_legacy_push_batch.json"),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {api_token}",
-    )
-    assert response.status_code == 200
+    legacy_push(client, source, api_token, payload("lads_legacy_push_batch.json"))
     assert rollups.roll_up() == 1
     stored = Batch.objects.get()
     minute = stored.received_at.replace(second=0, microsecond=0).isoformat()

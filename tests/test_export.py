@@ -44,13 +44,7 @@ def stored(client, source, api_token):
     activities[-1]["primaryAttributeValue"] = "Jane Doe"
     # orjson (tests.ingest's helper) refuses integers beyond 64 bits: the body is made with json here.
     body = json.dumps({"munchkinId": source.munchkin_id, "activities": activities}, ensure_ascii=False)
-    response = client.post(
-        f"/ingest/{source.ingest_key}/marketo-push/",
-        body.encode(),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {api_token}",
-    )
-    assert response.status_code == 200, response.content
+    legacy_push(client, source, api_token, body)
     return list(Event.objects.order_by("received_at", "id"))
 
 
@@ -111,10 +105,7 @@ def test_duckdb_and_pandas_read_every_format_and_the_raw_payload_round_trips(tmp
 def test_an_integer_beyond_64_bits_in_the_raw_payload_survives_every_format(tmp_path, client, source, api_token, fmt):
     body = '{"munchkinId":"123-ABC-456","activities":[{"marketoGUID":"g-1","leadId":1,"activityTypeId":1,'
     body += f'"attributes":[{{"name":"Score","value":{HUGE}}}]}}]}}'
-    response = client.post(
-        f"/ingest/{source.ingest_key}/marketo-push/", body, "application/json", HTTP_AUTHORIZATION=f"Bearer {api_token}"
-    )
-    assert response.status_code == 200, response.content
+    legacy_push(client, source, api_token, body)
     (event,) = Event.objects.all()
     assert str(HUGE) in event.raw
     path = tmp_path / f"events.{fmt}"

@@ -5,6 +5,7 @@ import json
 import orjson
 import pytest
 
+from tests.ingest import http_post
 from tests.processes import (
     SOLO_WORKER,
     bare_env,
@@ -89,9 +90,7 @@ def test_with_redis_down_it_still_receives_and_is_ready_but_degraded(env, tmp_pa
     source = json.loads(manage(env, "add_source", "Acme", "--munchkin-id", "123-ABC-456", "--json"))
     with daphne(env) as base:
         stop_embedded_redis(tmp_path)
-        body = orjson.dumps({"munchkinId": "123-ABC-456", "activities": []})
-        auth = {"Authorization": f"Bearer {source['api_token']}"}
-        assert http("POST", base + source["endpoints"]["legacy_push"], body, auth)[0] == 200
+        assert http_post(base, source, [])[0] == 200
         status, details = ready(base)
         assert (status, details["status"], details["redis"]) == (200, "degraded", False)
 

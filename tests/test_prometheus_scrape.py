@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.ingest import activity
+from tests.ingest import activity, http_post
 from tests.processes import ROOT, bare_env, free_port, http, manage, serve, stop_embedded_redis, wait_for
 
 pytestmark = pytest.mark.slow
@@ -34,16 +34,14 @@ def fluxo(tmp_path_factory):
     env = bare_env(var, FLUXO_METRICS_TOKEN=TOKEN)
     manage(env, "migrate", "--noinput")
     source = json.loads(manage(env, "add_source", "Acme", "--munchkin-id", "123-ABC-456", "--json"))
-    url = source["endpoints"]["legacy_push"]
-    auth = {"Authorization": f"Bearer {source['api_token']}"}
     with serve(env, workers=2) as base:
         accepted = 0
         for size in (1, 2, 3, 4, 5, 6):
-            body = orjson.dumps({"munchkinId": "123-ABC-456", "activities": [activity(1) for _ in range(size)]})
-            assert http("POST", base + url, body, auth)[0] == 200
+            batch = [activity(1) for _ in range(size)]
+            assert http_post(base, source, batch)[0] == 200
             accepted += size
-        assert http("POST", base + url, body, auth)[0] == 200  # the last batch again: duplicates
-        assert http("POST", base + url, body, {"Authorization": "Bearer wrong"})[0] == 401
+        assert http_post(base, source, batch)[0] == 200  # the last batch again: duplicates
+        assert http_post(base, source, batch, token="wrong")[0] == 401
         status, _, text = http("GET", base + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
         assert status == 200
         yield base, accepted, text.decode()

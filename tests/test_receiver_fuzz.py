@@ -25,7 +25,7 @@ from streams.models import Batch, Event, Source, ValidationRequest
 from streams.simulator import envelopes
 from streams.simulator.generators import ACTIVITY, Generator
 from tests.conftest import payload
-from tests.ingest import activity, audit, io_post, legacy_push
+from tests.ingest import activity, audit, io_post, legacy_post, legacy_push
 
 pytestmark = pytest.mark.django_db
 
@@ -378,12 +378,8 @@ def test_2000_mutated_signed_bodies_never_break_the_adobe_io_receiver(client, pi
 
 
 def test_2000_mutated_authenticated_pushes_never_break_the_legacy_receiver(client, source, api_token, small_bodies):
-    url = f"/ingest/{source.ingest_key}/marketo-push/"
-
     def send(body):
-        return client.generic(
-            "POST", url, body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {api_token}"
-        )
+        return legacy_post(client, source, api_token, body)
 
     statuses = run(send, Deliveries(random.Random(SEED)).legacy, io=False)
     print("LEGACY", statuses)

@@ -12,6 +12,7 @@ from django.core.management import call_command
 from streams import links, receivers
 from streams.auth import issue_api_token
 from streams.models import Event, ForeignMunchkin, Source
+from tests.ingest import legacy_post
 
 pytestmark = pytest.mark.django_db
 
@@ -52,12 +53,7 @@ def legacy(client, source, token, munchkin, *guids):
             ],
         }
     )
-    return client.post(
-        f"/ingest/{source.ingest_key}/marketo-push/",
-        body,
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {token}",
-    )
+    return legacy_post(client, source, token, body)
 
 
 def io_event(munchkin, activity_id, eventid=None, **extra):

@@ -6,12 +6,11 @@ import json
 import urllib.parse
 from http.client import HTTPConnection
 
-import orjson
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from fluxo import proxies
-from tests.ingest import activity
+from tests.ingest import activity, http_post
 from tests.processes import ROOT, bare_env, daphne, http, manage, post_login, stop_embedded_redis
 from tests.test_settings import settings_with
 
@@ -109,9 +108,7 @@ def web_process(var_dir, **variables):
     reader = manage(env, "create_api_token", "ada").split()[-1]
     try:
         with daphne(env) as base:
-            body = orjson.dumps({"munchkinId": "123-ABC-456", "activities": [activity(1), activity(1)]})
-            headers = {"Authorization": f"Bearer {source['api_token']}", "Content-Type": "application/json"}
-            assert http("POST", base + source["endpoints"]["legacy_push"], body, headers)[0] == 200
+            assert http_post(base, source, [activity(1), activity(1)])[0] == 200
             yield base, env, {"Authorization": f"Bearer {reader}"}
     finally:
         stop_embedded_redis(var_dir)

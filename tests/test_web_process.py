@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from tests.conftest import payload
+from tests.ingest import http_post
 from tests.processes import TcpProxy, bare_env, daphne, http, manage, stop_embedded_redis
 
 pytestmark = pytest.mark.slow
@@ -34,13 +35,8 @@ def var_dir(tmp_path):
     stop_embedded_redis(tmp_path)
 
 
-def _push(base, source, token):
-    return http(
-        "POST",
-        base + source["endpoints"]["legacy_push"],
-        payload("lads_legacy_push_batch.json"),
-        {"Authorization": f"Bearer {token}"},
-    )
+def _push(base, source):
+    return http_post(base, source, payload("lads_legacy_push_batch.json"))
 
 
 def test_a_bare_web_process_serves_endpoints_pages_and_static_files(var_dir):
@@ -48,7 +44,7 @@ def test_a_bare_web_process_serves_endpoints_pages_and_static_files(var_dir):
     manage(env, "migrate", "--noinput")
     source = json.loads(manage(env, "add_source", "Acme", "--munchkin-id", "123-ABC-456", "--json"))
     with daphne(env) as base:
-        status, _, body = _push(base, source, source["api_token"])
+        status, _, body = _push(base, source)
         assert (status, json.loads(body)) == (200, {"accepted": 3, "duplicates": 0})
         status, _, body = http("GET", base + source["endpoints"]["adobe_io"] + "?challenge=abc-123")
         assert (status, json.loads(body)) == (200, {"challenge": "abc-123"})
@@ -76,8 +72,8 @@ def test_a_bare_web_process_serves_endpoints_pages_and_static_files(var_dir):
 def test_it_starts_while_the_database_is_unreachable_and_answers_503(var_dir):
     env = bare_env(var_dir, DATABASE_URL="postgres://postgres@127.0.0.1:1/fluxo")  # nothing listens on port 1
     with daphne(env) as base:
-        source = {"endpoints": {"legacy_push": "/ingest/some-key/marketo-push/"}}
-        status, headers, body = _push(base, source, "any-token")
+        batch, auth = payload("lads_legacy_push_batch.json"), {"Authorization": "Bearer any-token"}
+        status, headers, body = http("POST", base + "/ingest/some-key/marketo-push/", batch, auth)
         assert status == 503
         assert headers["Retry-After"]
         assert json.loads(body)["error"] == "unavailable"
@@ -106,11 +102,11 @@ def test_it_recovers_by_itself_when_the_database_comes_back(var_dir, scratch_dat
     env = {**direct, "DATABASE_URL": f"postgres://postgres@127.0.0.1:{proxy.port}/{scratch_database}"}
     try:
         with daphne(env) as base:
-            assert _push(base, source, source["api_token"])[0] == 200
+            assert _push(base, source)[0] == 200
             proxy.cut()  # the database goes away, with the web process's open connection
-            assert _push(base, source, source["api_token"])[0] == 503
+            assert _push(base, source)[0] == 503
             proxy = TcpProxy(5432, port=proxy.port).start()  # and comes back
-            status, _, body = _push(base, source, source["api_token"])
+            status, _, body = _push(base, source)
             assert status == 200
             assert json.loads(body) == {"accepted": 0, "duplicates": 3}
     finally:

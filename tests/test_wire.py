@@ -12,6 +12,7 @@ import pytest
 
 from streams import wire
 from streams.models import Batch, Event
+from tests.ingest import legacy_post
 
 SURROGATE_ELEMENT = (
     b'{"eventid":"e-sur","type":"com.adobe.platform.marketo.activity.standard.openemail","id":"a-sur",'
@@ -106,9 +107,7 @@ def post_io(client, source, key_server, signed_headers):
 @pytest.fixture
 def post_push(client, source, api_token):
     def post(body, **extra):
-        url = f"/ingest/{source.ingest_key}/marketo-push/"
-        headers = {"HTTP_AUTHORIZATION": f"Bearer {api_token}", **extra}
-        return client.generic("POST", url, body, content_type="application/json", **headers)
+        return legacy_post(client, source, api_token, body, **extra)
 
     return post
 
