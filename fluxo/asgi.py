@@ -2,7 +2,6 @@ import asyncio
 import contextvars
 import gc
 import io
-import logging
 import os
 
 from django.core.asgi import get_asgi_application
@@ -158,7 +157,3 @@ def _freeze_what_start_up_made():
 
 metrics.start_process(web=True)
 _freeze_what_start_up_made()
-# Said once at start, so that an operator (and tests/test_web_process.py) can see which event loop
-# serves: uvloop's when run as fluxo.daphne_main.
-_policy = type(asyncio.get_event_loop_policy())
-logging.getLogger(__name__).info("web process ready, event loop policy %s", _policy.__module__)

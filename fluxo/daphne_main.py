@@ -15,7 +15,6 @@ bodies as forms (daphne never read what it parsed), and a body of up to 1 MiB is
 application as one message, not in 8 KiB pieces. Everything else is daphne's own command line, unchanged.
 """
 
-import asyncio
 import logging
 import math
 import threading
@@ -24,15 +23,6 @@ from functools import cache
 from urllib.parse import unquote, urlsplit
 
 import orjson
-import uvloop
-
-if __name__ == "__main__":
-    # Run as the web process only (importing this module changes nothing): importing daphne.server
-    # makes the event loop Twisted's reactor runs on, from the policy set now. uvloop's loop does the
-    # same work in C: the asyncio loop was 23 % of an Adobe I/O request's server CPU (BENCHMARKS.md,
-    # "Sixth round").
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
 from daphne import server as daphne_server
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory, WebRequest
