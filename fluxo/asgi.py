@@ -81,7 +81,7 @@ class IngestHandler(ASGIHandler):
 
     def _respond_in_thread(self, scope, body_file):
         """respond() on an ingest thread, in a copy of this request's context (its request id and notes,
-        fluxo.logs). asyncio's own hand-off: asgiref's sync_to_async around it cost about 10 µs of CPU a
+        fluxo.logs). asyncio's own hand-off: asgiref's sync_to_async around it cost 10 to 20 µs of CPU a
         request more (BENCHMARKS.md, "Sixth round"), and nothing here needs what it adds. Cancelled (the
         sender gone) before a thread takes it, the job never runs; once running, it runs to its end."""
         in_context = contextvars.copy_context().run
