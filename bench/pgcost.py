@@ -205,8 +205,7 @@ def explain_insert(source):
     body = payloads.io_body(payloads.Ids(int(time.time()) + 7), payloads.io_templates(), 20)
     rows = [wire.normalise_io(element) for element in orjson.loads(body)]
     receiving = Source.objects.get(id=source["id"])
-    store.resolve_sources(rows, receiving)
-    rows.sort(key=lambda row: (row["event_uid"] or "", row["activity_key"] or ""))
+    store.prepare(rows, receiving)  # filed under their sources and in key order, as store() commits them
     if hasattr(store, "_Job"):  # the statement for a group of requests (group commit), one here
         sql, params = store._STORE_SQL, store._store_params([store._Job(rows, receiving.id, "io", timezone.now(), {})])
     elif hasattr(store, "_STORE_SQL"):
