@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from alerts import conditions, figures, history, preview
+from alerts import conditions, delivery, figures, history, preview
 from alerts.access import visible_alerts
 from alerts.forms import (
     KIND_FIELDS,
@@ -230,8 +230,6 @@ def rule_delete(request, rule_id):
 @manager_required
 def rule_test(request, rule_id):
     """Send a test alert for the rule to each of its destinations, now, and say how it went."""
-    from alerts import delivery  # late: the delivery module is heavy (SMTP, HTTP clients)
-
     rule = get_object_or_404(Rule, pk=rule_id)
     if not rule.destinations.exists():
         messages.warning(request, "This rule has no destination to test.")

@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from alerts import history, silencing
+from alerts import delivery, history, silencing
 from alerts.access import visible_alerts
 from alerts.forms import (
     DestinationForm,
@@ -67,8 +67,6 @@ def destination_edit(request, destination_id=None):
 @require_POST
 @manager_required
 def destination_test(request, destination_id):
-    from alerts import delivery  # late: the delivery module is heavy (SMTP, HTTP clients)
-
     destination = get_object_or_404(Destination, pk=destination_id)
     report_delivery(request, delivery.send_test(destination, request.user))
     return redirect("alerts:destination-edit", destination_id=destination.pk)
